@@ -1,0 +1,1 @@
+"""Generated gRPC code for retailface.v1 (scripts/gen_protos.py)."""

@@ -1,0 +1,1 @@
+"""RetailFace services."""
