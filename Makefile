@@ -1,0 +1,68 @@
+# RetailFace: `make demo` runs the store demo, `make test` the whole suite. Both set everything up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+LOCK := requirements/lock.txt
+STAMP := $(VENV)/.installed
+NATIVE_SOURCES := $(shell find native cmake -type f 2>/dev/null) CMakeLists.txt
+
+.PHONY: docs all install models testdata demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers clean
+
+all: install
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Installs the client package and the services (compiling native/ through scikit-build-core) in
+# editable mode, with every version pinned by the lock file.
+$(STAMP): $(PY) pyproject.toml clients/pyproject.toml $(LOCK) $(NATIVE_SOURCES)
+	$(PIP) install -q -c $(LOCK) scikit-build-core pybind11 setuptools wheel
+	$(PIP) install -q -c $(LOCK) --no-build-isolation -e ./clients
+	$(PIP) install -q -c $(LOCK) --no-build-isolation -e '.[cpu,dev]' --config-settings=editable.mode=redirect
+	touch $@
+
+install: $(STAMP)
+
+models: install
+	$(PY) -m retailface.services.shared.models fetch
+
+testdata: install
+	$(PY) -m retailface.services.shared.models fetch --testdata
+
+stack: models
+	$(PY) -m retailface.services.shared.localstack --runtime-dir .cache/localstack --hold
+
+demo: models testdata
+	$(PY) -m retailface.services.shared.localstack --runtime-dir .cache/demo
+
+docs: install
+	$(PY) -m retailface.services.shared.settings_catalog docs/CONFIGURATION.md
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: models testdata lint
+	$(VENV)/bin/pytest
+
+proto: install
+	$(PY) scripts/gen_protos.py
+
+# Re-pin every installed package (after changing dependencies in pyproject.toml).
+lock: install
+	$(PIP) install -q -c $(LOCK) --no-build-isolation -e '.[cpu,dev,bench]' --config-settings=editable.mode=redirect
+	{ echo "# Exact versions CI tested (pip constraints). Regenerate: make lock"; \
+	  $(PIP) freeze --exclude-editable | grep -viE '^retailface'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+
+# The peers the benchmarks compare against (hnswlib's Python binding, faiss) and plotting.
+bench-deps: install
+	$(PIP) install -q -c $(LOCK) hnswlib faiss-cpu matplotlib
+
+bench: bench-vision bench-matcher bench-offers
+
+clean:
+	rm -rf build .cache/localstack .cache/demo

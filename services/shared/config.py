@@ -1,0 +1,303 @@
+"""Configuration from environment variables and command-line flags, declared once.
+
+Every setting is declared as a `Setting` (common ones here, service-specific ones in each
+service's `SETTINGS`). The same declarations produce the flags, the validation at start-up
+(fail fast with a message that names the variable and what is wrong), and the table in
+docs/CONFIGURATION.md, so that code, docs and the Kubernetes manifests cannot drift apart.
+A flag overrides its environment variable: RETAILFACE_PORT=50051 is the same as --port 50051.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "RETAILFACE_"
+
+# (gRPC port, metrics port) per service. One table so the local stack, the tests and the
+# Kubernetes manifests agree.
+SERVICE_PORTS: dict[str, tuple[int, int]] = {
+    "gateway": (50050, 9450),
+    "detection": (50051, 9451),
+    "embedding": (50052, 9452),
+    "matching": (50053, 9453),
+    "personalization": (50054, 9454),
+}
+SERVICES: tuple[str, ...] = tuple(SERVICE_PORTS)
+
+
+class ConfigError(ValueError):
+    """A bad or missing setting; the message names the variable and the fix."""
+
+
+def parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {raw!r}")
+
+
+def parse_port(raw: str) -> int:
+    port = int(raw)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 0..65535")
+    return port
+
+
+def parse_positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError(f"expected a positive integer, got {value}")
+    return value
+
+
+def parse_positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError(f"expected a positive number, got {raw}")
+    return value
+
+
+def parse_unit_float(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"expected a number in [0, 1], got {raw}")
+    return value
+
+
+def parse_path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+_TYPE_NAMES: dict[Callable[[str], Any], str] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    parse_bool: "bool",
+    parse_port: "port",
+    parse_positive_int: "integer > 0",
+    parse_positive_float: "number > 0",
+    parse_unit_float: "number in [0, 1]",
+    parse_path: "path",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration value: environment variable, flag, parser, default and help."""
+
+    name: str
+    parse: Callable[[str], Any] = str
+    default: Any = None
+    help: str = ""
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    secret: bool = False  # never logged
+
+    def __post_init__(self) -> None:
+        if not self.name.startswith(ENV_PREFIX):
+            raise ValueError(f"setting {self.name} must start with {ENV_PREFIX}")
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.removeprefix(ENV_PREFIX).lower().replace("_", "-")
+
+    @property
+    def type_name(self) -> str:
+        if self.choices:
+            return " | ".join(self.choices)
+        return _TYPE_NAMES.get(self.parse, getattr(self.parse, "__name__", "value"))
+
+    def convert(self, raw: str, origin: str) -> Any:
+        if self.choices and raw not in self.choices:
+            raise ConfigError(f"{origin}={raw!r} is not one of {', '.join(self.choices)} ({self.help})")
+        try:
+            return self.parse(raw)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"{origin}={raw!r} is invalid: {error} ({self.help})") from None
+
+
+COMMON_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "RETAILFACE_HOST", str, "127.0.0.1", "address to bind the gRPC and metrics servers (0.0.0.0 in containers)"
+    ),
+    Setting("RETAILFACE_PORT", parse_port, None, "gRPC port (default: per service, see the ports table)"),
+    Setting("RETAILFACE_METRICS_PORT", parse_port, None, "Prometheus /metrics port (default: per service; 0 disables)"),
+    Setting("RETAILFACE_LOG_LEVEL", str, "info", "log level", choices=("debug", "info", "warning", "error")),
+    Setting(
+        "RETAILFACE_LOG_FORMAT",
+        str,
+        "json",
+        "log format (json for machines, console for people)",
+        choices=("json", "console"),
+    ),
+    Setting(
+        "RETAILFACE_INSECURE", parse_bool, False, "serve without TLS (local development only; must be set explicitly)"
+    ),
+    Setting("RETAILFACE_TLS_CERT", parse_path, None, "PEM certificate chain of this service (server and client)"),
+    Setting("RETAILFACE_TLS_KEY", parse_path, None, "PEM private key of RETAILFACE_TLS_CERT", secret=True),
+    Setting("RETAILFACE_TLS_CA", parse_path, None, "PEM CA bundle that signs peers (verifies servers we call)"),
+    Setting(
+        "RETAILFACE_TLS_REQUIRE_CLIENT_CERT",
+        parse_bool,
+        False,
+        "mutual TLS: require client certificates signed by RETAILFACE_TLS_CA",
+    ),
+    Setting(
+        "RETAILFACE_AUTH_TOKENS_FILE",
+        parse_path,
+        None,
+        'JSON file mapping caller role to accepted bearer tokens: {"camera": ["..."], "service": ["..."]}',
+        required=True,
+    ),
+    Setting(
+        "RETAILFACE_SERVICE_TOKEN_FILE",
+        parse_path,
+        None,
+        "file with the bearer token this service presents to the services it calls",
+        secret=True,
+    ),
+    Setting(
+        "RETAILFACE_GRACE_SECONDS",
+        parse_positive_float,
+        10.0,
+        "on SIGTERM, how long in-flight RPCs may run before the server exits",
+    ),
+    Setting("RETAILFACE_MAX_WORKERS", parse_positive_int, 16, "gRPC handler threads"),
+    Setting(
+        "RETAILFACE_MAX_CONCURRENT_RPCS", parse_positive_int, 256, "RPCs accepted at once; more get RESOURCE_EXHAUSTED"
+    ),
+    Setting("RETAILFACE_MAX_MESSAGE_MB", parse_positive_int, 64, "largest request or response message, MiB"),
+    Setting(
+        "RETAILFACE_MODELS_DIR",
+        parse_path,
+        None,
+        "models directory (default ~/.cache/retailface/models; `make models` fills it)",
+    ),
+)
+
+
+@dataclass
+class ServiceConfig:
+    """The validated configuration of one service process."""
+
+    service: str
+    values: dict[str, Any]
+    settings: dict[str, Setting] = field(repr=False)
+
+    def get(self, name: str) -> Any:
+        if name not in self.values:
+            raise KeyError(f"{name} is not a setting of the {self.service} service")
+        return self.values[name]
+
+    @property
+    def port(self) -> int:
+        return int(self.values["RETAILFACE_PORT"])
+
+    @property
+    def metrics_port(self) -> int:
+        return int(self.values["RETAILFACE_METRICS_PORT"])
+
+    def public_values(self) -> dict[str, Any]:
+        """Values safe to log (secrets masked)."""
+        masked: dict[str, Any] = {}
+        for name, value in self.values.items():
+            if self.settings[name].secret and value is not None:
+                masked[name] = "***"
+            else:
+                masked[name] = str(value) if isinstance(value, Path) else value
+        return masked
+
+
+def all_settings(service_settings: Iterable[Setting]) -> dict[str, Setting]:
+    merged: dict[str, Setting] = {}
+    for setting in (*COMMON_SETTINGS, *service_settings):
+        if setting.name in merged:
+            raise ValueError(f"setting {setting.name} declared twice")
+        merged[setting.name] = setting
+    return merged
+
+
+def load(
+    service: str,
+    service_settings: Iterable[Setting] = (),
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ServiceConfig:
+    """Reads flags over environment over defaults; raises ConfigError on a bad value."""
+    if service not in SERVICE_PORTS:
+        raise ConfigError(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+    environ = os.environ if environ is None else environ
+    settings = all_settings(service_settings)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m retailface.services.{service}",
+        description=f"RetailFace {service} service. Every flag can also be set by its environment variable.",
+    )
+    for setting in settings.values():
+        parser.add_argument(
+            setting.flag,
+            dest=setting.name,
+            metavar=setting.type_name.upper(),
+            help=f"{setting.help} [env {setting.name}]",
+        )
+    args = parser.parse_args(list(argv) if argv is not None else None)
+
+    values: dict[str, Any] = {}
+    for name, setting in settings.items():
+        flag_value = getattr(args, name)
+        if flag_value is not None:
+            values[name] = setting.convert(flag_value, setting.flag)
+        elif environ.get(name, "") != "":
+            values[name] = setting.convert(environ[name], name)
+        else:
+            values[name] = setting.default
+    grpc_port, metrics_port = SERVICE_PORTS[service]
+    if values["RETAILFACE_PORT"] is None:
+        values["RETAILFACE_PORT"] = grpc_port
+    if values["RETAILFACE_METRICS_PORT"] is None:
+        values["RETAILFACE_METRICS_PORT"] = metrics_port
+    _validate(values, settings)
+    return ServiceConfig(service=service, values=values, settings=settings)
+
+
+def _validate(values: dict[str, Any], settings: dict[str, Setting]) -> None:
+    for name, setting in settings.items():
+        if setting.required and values[name] is None:
+            raise ConfigError(f"{name} is required: {setting.help} (flag {setting.flag})")
+    for name in (
+        "RETAILFACE_TLS_CERT",
+        "RETAILFACE_TLS_KEY",
+        "RETAILFACE_TLS_CA",
+        "RETAILFACE_AUTH_TOKENS_FILE",
+        "RETAILFACE_SERVICE_TOKEN_FILE",
+    ):
+        path = values.get(name)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{name}={path} does not exist or is not a file")
+    cert, key = values["RETAILFACE_TLS_CERT"], values["RETAILFACE_TLS_KEY"]
+    if (cert is None) != (key is None):
+        raise ConfigError("RETAILFACE_TLS_CERT and RETAILFACE_TLS_KEY must be set together")
+    if cert is None and not values["RETAILFACE_INSECURE"]:
+        raise ConfigError(
+            "TLS is required: set RETAILFACE_TLS_CERT and RETAILFACE_TLS_KEY, "
+            "or RETAILFACE_INSECURE=true for local development"
+        )
+    if values["RETAILFACE_TLS_REQUIRE_CLIENT_CERT"] and values["RETAILFACE_TLS_CA"] is None:
+        raise ConfigError(
+            "RETAILFACE_TLS_REQUIRE_CLIENT_CERT=true needs RETAILFACE_TLS_CA to verify client certificates"
+        )
+
+
+def markdown_table(settings: Iterable[Setting]) -> str:
+    rows = ["| Variable | Flag | Type | Default | Meaning |", "|---|---|---|---|---|"]
+    for setting in settings:
+        default = "(required)" if setting.required else ("" if setting.default is None else f"`{setting.default}`")
+        meaning = setting.help.replace("|", "/")
+        rows.append(f"| `{setting.name}` | `{setting.flag}` | {setting.type_name} | {default} | {meaning} |")
+    return "\n".join(rows)

@@ -1,0 +1,262 @@
+"""The local stack: every service as its own process on loopback, started with the same command
+and environment variables as its container (deploy/k8s), for `make demo` and the tests.
+
+    python -m retailface.services.shared.localstack [--tls] [--services gateway,matching]
+
+starts the stack, prints each service's health and exits (with --hold it keeps running until
+Ctrl-C). Runtime files (tokens, certificates, keys, data) live under --runtime-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from retailface.services.shared.auth import ROLES
+from retailface.services.shared.config import SERVICE_PORTS, SERVICES
+from retailface.services.shared.devcerts import make_dev_pki
+
+# Start order: backends before the gateway that calls them.
+START_ORDER: tuple[str, ...] = ("matching", "personalization", "detection", "embedding", "gateway")
+
+
+def container_command(service: str) -> list[str]:
+    """The command a service's container runs (the manifests use exactly this)."""
+    return ["python", "-m", f"retailface.services.{service}"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Runtime:
+    """Secrets and data of one local stack, laid out like the container's mounted volumes."""
+
+    root: Path
+    tls: bool = False
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tokens_file(self) -> Path:
+        return self.root / "secrets" / "tokens.json"
+
+    @property
+    def service_token_file(self) -> Path:
+        return self.root / "secrets" / "service-token"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
+
+    def data_dir(self, service: str) -> Path:
+        return self.root / "data" / service
+
+    def prepare(self) -> None:
+        secrets_dir = self.root / "secrets"
+        secrets_dir.mkdir(parents=True, exist_ok=True)
+        if self.tokens_file.is_file():
+            self.tokens = {role: tokens[0] for role, tokens in json.loads(self.tokens_file.read_text()).items()}
+        else:
+            self.tokens = {role: secrets.token_urlsafe(24) for role in sorted(ROLES)}
+            self.tokens_file.write_text(json.dumps({role: [token] for role, token in self.tokens.items()}, indent=2))
+            self.tokens_file.chmod(0o600)
+        self.service_token_file.write_text(self.tokens["service"])
+        self.service_token_file.chmod(0o600)
+        key_file = secrets_dir / "matching-template-key"
+        if not key_file.is_file():
+            key_file.write_text(base64.b64encode(os.urandom(32)).decode())
+            key_file.chmod(0o600)
+        if self.tls and not (self.pki_dir / "ca.crt").is_file():
+            make_dev_pki(self.pki_dir, (*SERVICES, "client"))
+        for service in SERVICES:
+            self.data_dir(service).mkdir(parents=True, exist_ok=True)
+
+
+def service_environment(service: str, runtime: Runtime, ports: dict[str, int] | None = None) -> dict[str, str]:
+    """Environment variables of a service, as its container gets them from ConfigMaps and Secrets."""
+    ports = ports or {name: SERVICE_PORTS[name][0] for name in SERVICES}
+    env = {
+        "RETAILFACE_HOST": "127.0.0.1",
+        "RETAILFACE_PORT": str(ports[service]),
+        "RETAILFACE_METRICS_PORT": str(ports.get(f"{service}-metrics", SERVICE_PORTS[service][1])),
+        "RETAILFACE_LOG_FORMAT": "json",
+        "RETAILFACE_AUTH_TOKENS_FILE": str(runtime.tokens_file),
+        "RETAILFACE_SERVICE_TOKEN_FILE": str(runtime.service_token_file),
+    }
+    # Service-specific state, mounted from the PersistentVolume / Secrets in Kubernetes.
+    if service == "matching":
+        env["RETAILFACE_MATCHING_DATA_DIR"] = str(runtime.data_dir("matching"))
+        env["RETAILFACE_MATCHING_KEY_FILE"] = str(runtime.root / "secrets" / "matching-template-key")
+    elif service == "personalization":
+        env["RETAILFACE_PERSONALIZATION_DATA_DIR"] = str(runtime.data_dir("personalization"))
+    if runtime.tls:
+        env |= {
+            "RETAILFACE_TLS_CERT": str(runtime.pki_dir / f"{service}.crt"),
+            "RETAILFACE_TLS_KEY": str(runtime.pki_dir / f"{service}.key"),
+            "RETAILFACE_TLS_CA": str(runtime.pki_dir / "ca.crt"),
+            "RETAILFACE_TLS_REQUIRE_CLIENT_CERT": "true",
+        }
+    else:
+        env["RETAILFACE_INSECURE"] = "true"
+    return env
+
+
+def health_status(target: str, runtime: Runtime, timeout: float = 2.0) -> str:
+    """grpc.health.v1 status of the server at `target` ("SERVING", "NOT_SERVING", or the error)."""
+    channel = client_channel(target, runtime)
+    try:
+        response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+    except grpc.RpcError as error:
+        return f"{error.code().name}"
+    finally:
+        channel.close()
+
+
+def client_channel(target: str, runtime: Runtime, identity: str = "client") -> grpc.Channel:
+    if not runtime.tls:
+        return grpc.insecure_channel(target)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=(runtime.pki_dir / "ca.crt").read_bytes(),
+        private_key=(runtime.pki_dir / f"{identity}.key").read_bytes(),
+        certificate_chain=(runtime.pki_dir / f"{identity}.crt").read_bytes(),
+    )
+    return grpc.secure_channel(target, credentials)
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    metrics_port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class LocalStack:
+    def __init__(
+        self, runtime: Runtime, ports: dict[str, int] | None = None, extra_env: dict[str, dict[str, str]] | None = None
+    ) -> None:
+        self.runtime = runtime
+        self.ports = ports or {name: SERVICE_PORTS[name][0] for name in SERVICES} | {
+            f"{name}-metrics": SERVICE_PORTS[name][1] for name in SERVICES
+        }
+        self.extra_env = extra_env or {}
+        self.processes: dict[str, ServiceProcess] = {}
+
+    def environment(self, service: str) -> dict[str, str]:
+        return service_environment(service, self.runtime, self.ports) | self.extra_env.get(service, {})
+
+    def start(self, service: str) -> ServiceProcess:
+        log_dir = self.runtime.root / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{service}.log"
+        command = [sys.executable, *container_command(service)[1:]]
+        env = {key: value for key, value in os.environ.items() if not key.startswith("RETAILFACE_")}
+        env |= self.environment(service)
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(
+                command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.runtime.root
+            )
+        started = ServiceProcess(service, self.ports[service], self.ports[f"{service}-metrics"], process, log_path)
+        self.processes[service] = started
+        return started
+
+    def wait_serving(self, service: str, timeout: float = 60.0) -> str:
+        proc = self.processes[service]
+        deadline = time.monotonic() + timeout
+        status = "UNAVAILABLE"
+        while time.monotonic() < deadline:
+            if proc.process.poll() is not None:
+                raise RuntimeError(
+                    f"{service} exited with {proc.process.returncode}; last log lines:\n{tail(proc.log_path)}"
+                )
+            status = health_status(proc.target, self.runtime, timeout=1.0)
+            if status == "SERVING":
+                return status
+            time.sleep(0.2)
+        raise TimeoutError(f"{service} not SERVING after {timeout:.0f}s (last: {status}); log:\n{tail(proc.log_path)}")
+
+    def start_all(self, services: tuple[str, ...] = START_ORDER) -> None:
+        for service in services:
+            self.start(service)
+        for service in services:
+            self.wait_serving(service)
+
+    def stop(self, service: str, timeout: float = 30.0) -> int:
+        proc = self.processes.pop(service)
+        if proc.process.poll() is None:
+            proc.process.send_signal(signal.SIGTERM)
+            try:
+                proc.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.process.kill()
+                proc.process.wait()
+        return int(proc.process.returncode)
+
+    def stop_all(self) -> None:
+        for service in reversed([name for name in START_ORDER if name in self.processes]):
+            self.stop(service)
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runtime-dir", type=Path, default=Path(".cache/localstack"))
+    parser.add_argument("--tls", action="store_true", help="mutual TLS with development certificates")
+    parser.add_argument("--services", default=",".join(START_ORDER))
+    parser.add_argument("--hold", action="store_true", help="keep running until Ctrl-C")
+    args = parser.parse_args(argv)
+    runtime = Runtime(args.runtime_dir.resolve(), tls=args.tls)
+    runtime.prepare()
+    stack = LocalStack(runtime)
+    services = tuple(name for name in START_ORDER if name in args.services.split(","))
+    try:
+        for service in services:
+            proc = stack.start(service)
+            print(f"starting {service:16s} {' '.join(container_command(service))}  (port {proc.port})", flush=True)
+        for service in services:
+            stack.wait_serving(service)
+        print("\nservice          address            health    metrics")
+        for service in services:
+            proc = stack.processes[service]
+            print(
+                f"{service:16s} {proc.target:18s} {health_status(proc.target, runtime):9s} "
+                f"http://127.0.0.1:{proc.metrics_port}/metrics"
+            )
+        if args.hold:
+            print("\nrunning; Ctrl-C stops every service", flush=True)
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        stack.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""The process bootstrap every service shares.
+
+`run(name, build)` loads the configuration, configures logging and metrics, builds the
+service's servicer, and serves it with grpc.health.v1, server reflection, TLS/mTLS and one
+interceptor for authentication, request ids, logging and metrics. On SIGTERM it reports
+NOT_SERVING, stops accepting RPCs, lets in-flight RPCs finish within the grace period, and
+exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from retailface.services.shared import config as config_module
+from retailface.services.shared import logging as logging_module
+from retailface.services.shared.auth import DEFAULT_ROLES, TokenStore, bearer_token
+from retailface.services.shared.config import ConfigError, ServiceConfig, Setting
+from retailface.services.shared.metrics import RPC_ERRORS, RPC_IN_FLIGHT, RPC_LATENCY, serve_metrics
+from retailface.services.shared.models import ModelMissingError
+
+log = structlog.get_logger(__name__)
+
+# Probes and tooling must reach these without a token.
+OPEN_SERVICES = frozenset(
+    {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
+)
+
+
+@dataclass
+class Registration:
+    """What a service's build() hands to the bootstrap."""
+
+    servicer: object
+    add_to_server: Callable[[Any, grpc.Server], None]
+    service_name: str  # full proto name, e.g. "retailface.v1.MatchingService"
+    method_roles: dict[str, frozenset[str]] = field(default_factory=dict)  # method -> roles; default service/admin
+    on_stop: Callable[[], None] | None = None
+
+
+def _code_name(code: grpc.StatusCode | None) -> str:
+    return (code or grpc.StatusCode.OK).name
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):
+    """Authentication by role, request ids, structured access logs and RPC metrics, in one place."""
+
+    def __init__(self, service: str, registration: Registration, tokens: TokenStore) -> None:
+        self._service = service
+        self._registration = registration
+        self._tokens = tokens
+
+    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        full_method: str = handler_call_details.method  # "/pkg.Service/Method"
+        service_name, _, method = full_method.lstrip("/").partition("/")
+        if service_name in OPEN_SERVICES:
+            return handler
+        metadata = tuple(handler_call_details.invocation_metadata or ())
+        allowed = self._registration.method_roles.get(method, DEFAULT_ROLES)
+        token = bearer_token(metadata)
+        role = self._tokens.role_of(token) if token else None
+        request_id = next((str(v) for k, v in metadata if k == logging_module.REQUEST_ID_KEY), "") or uuid.uuid4().hex
+
+        if role is None:
+            message = (
+                "missing bearer token: send metadata 'authorization: Bearer <token>'"
+                if token is None
+                else "unknown bearer token"
+            )
+            denied = _reject(handler, grpc.StatusCode.UNAUTHENTICATED, message)
+            return _wrap(denied, self._service, method, "anonymous", request_id)
+        if role not in allowed and role != "admin":
+            denied = _reject(
+                handler,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"role {role!r} may not call {method}; allowed: {', '.join(sorted(allowed))}",
+            )
+            return _wrap(denied, self._service, method, role, request_id)
+        return _wrap(handler, self._service, method, role, request_id)
+
+
+def _reject(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    def deny(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
+
+    def deny_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        context.abort(code, message)
+        yield  # pragma: no cover - abort raises
+
+    kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(deny, **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(deny_stream, **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(deny, **kwargs)
+    return grpc.stream_stream_rpc_method_handler(deny_stream, **kwargs)
+
+
+class _CallScope:
+    """Binds the request id, records latency/errors and writes one access-log line per RPC."""
+
+    def __init__(self, service: str, method: str, role: str, request_id: str, context: grpc.ServicerContext):
+        self.service, self.method, self.role, self.request_id, self.context = service, method, role, request_id, context
+
+    def __enter__(self) -> _CallScope:
+        self.start = time.perf_counter()
+        structlog.contextvars.bind_contextvars(request_id=self.request_id, method=self.method, role=self.role)
+        self.context.set_trailing_metadata(((logging_module.REQUEST_ID_KEY, self.request_id),))
+        RPC_IN_FLIGHT.labels(self.service).inc()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        elapsed = time.perf_counter() - self.start
+        code = self.context.code() if hasattr(self.context, "code") else None
+        if exc is not None and code in (None, grpc.StatusCode.OK):
+            code = grpc.StatusCode.UNKNOWN
+            log.error("rpc_failed", error=repr(exc), exc_info=(exc_type, exc, tb))
+        name = _code_name(code if isinstance(code, grpc.StatusCode) else None)
+        RPC_IN_FLIGHT.labels(self.service).dec()
+        RPC_LATENCY.labels(self.service, self.method, name).observe(elapsed)
+        if name != "OK":
+            RPC_ERRORS.labels(self.service, self.method, name).inc()
+        details = self.context.details() if hasattr(self.context, "details") else None
+        if isinstance(details, bytes):
+            details = details.decode(errors="replace")
+        log.info("rpc", code=name, ms=round(elapsed * 1000, 3), details=details or None)
+        structlog.contextvars.unbind_contextvars("request_id", "method", "role")
+
+
+def _wrap(handler: grpc.RpcMethodHandler, service: str, method: str, role: str, request_id: str):  # type: ignore[no-untyped-def]
+    kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+
+    def unary(behavior):  # type: ignore[no-untyped-def]
+        def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+            with _CallScope(service, method, role, request_id, context):
+                return behavior(request_or_iterator, context)
+
+        return call
+
+    def streaming(behavior):  # type: ignore[no-untyped-def]
+        def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            with _CallScope(service, method, role, request_id, context):
+                yield from behavior(request_or_iterator, context)
+
+        return call
+
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **kwargs)
+    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **kwargs)
+
+
+def server_credentials(cfg: ServiceConfig) -> grpc.ServerCredentials | None:
+    cert = cfg.get("RETAILFACE_TLS_CERT")
+    if cert is None:
+        return None
+    key = cfg.get("RETAILFACE_TLS_KEY").read_bytes()
+    ca_path = cfg.get("RETAILFACE_TLS_CA")
+    require_client = bool(cfg.get("RETAILFACE_TLS_REQUIRE_CLIENT_CERT"))
+    return grpc.ssl_server_credentials(
+        [(key, cert.read_bytes())],
+        root_certificates=ca_path.read_bytes() if (ca_path and require_client) else None,
+        require_client_auth=require_client,
+    )
+
+
+def grpc_options(cfg: ServiceConfig) -> list[tuple[str, Any]]:
+    max_bytes = int(cfg.get("RETAILFACE_MAX_MESSAGE_MB")) * 1024 * 1024
+    return [
+        ("grpc.max_receive_message_length", max_bytes),
+        ("grpc.max_send_message_length", max_bytes),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+    ]
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    health: health.HealthServicer
+    registration: Registration
+    config: ServiceConfig
+    port: int
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING first, then drain in-flight RPCs within the grace period."""
+        grace = float(self.config.get("RETAILFACE_GRACE_SECONDS")) if grace is None else grace
+        self.health.enter_graceful_shutdown()
+        log.info("draining", grace_seconds=grace)
+        self.server.stop(grace).wait()
+        if self.registration.on_stop is not None:
+            self.registration.on_stop()
+        log.info("stopped")
+
+
+def start(service: str, registration: Registration, cfg: ServiceConfig) -> RunningServer:
+    """Starts serving (non-blocking) and returns the running server."""
+    tokens = TokenStore.from_file(cfg.get("RETAILFACE_AUTH_TOKENS_FILE"))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(
+            max_workers=int(cfg.get("RETAILFACE_MAX_WORKERS")), thread_name_prefix=f"{service}-rpc"
+        ),
+        interceptors=[ServiceInterceptor(service, registration, tokens)],
+        options=grpc_options(cfg),
+        maximum_concurrent_rpcs=int(cfg.get("RETAILFACE_MAX_CONCURRENT_RPCS")),
+    )
+    registration.add_to_server(registration.servicer, server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (registration.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    address = f"{cfg.get('RETAILFACE_HOST')}:{cfg.port}"
+    credentials = server_credentials(cfg)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if port == 0:
+        raise ConfigError(f"cannot bind the gRPC server to {address} (port in use?)")
+    server.start()
+    for name in ("", registration.service_name):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, health_servicer, registration, cfg, port)
+
+
+def _settings_of(build: Callable[..., Registration]) -> Iterable[Setting]:
+    return getattr(sys.modules.get(build.__module__), "SETTINGS", ())
+
+
+def run(
+    service: str,
+    build: Callable[[ServiceConfig], Registration],
+    argv: list[str] | None = None,
+    settings: Iterable[Setting] | None = None,
+) -> int:
+    """Entry point of `python -m retailface.services.<service>`; returns the exit code."""
+    try:
+        cfg = config_module.load(service, settings if settings is not None else _settings_of(build), argv)
+    except ConfigError as error:
+        print(f"{service}: configuration error: {error}", file=sys.stderr)
+        return 2
+    logging_module.configure(service, cfg.get("RETAILFACE_LOG_LEVEL"), cfg.get("RETAILFACE_LOG_FORMAT"))
+    if cfg.get("RETAILFACE_MODELS_DIR") is not None:  # so that models.models_dir() honours the flag too
+        os.environ["RETAILFACE_MODELS_DIR"] = str(cfg.get("RETAILFACE_MODELS_DIR"))
+    if cfg.get("RETAILFACE_INSECURE"):
+        log.warning("insecure_mode", detail="serving without TLS; RETAILFACE_INSECURE=true is for development only")
+    try:
+        registration = build(cfg)
+        running = start(service, registration, cfg)
+    except (ConfigError, ModelMissingError, ValueError, OSError) as error:
+        log.error("startup_failed", error=str(error))
+        print(f"{service}: cannot start: {error}", file=sys.stderr)
+        return 2
+    serve_metrics(cfg.get("RETAILFACE_HOST"), cfg.metrics_port)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("serving", port=running.port, metrics_port=cfg.metrics_port, config=cfg.public_values())
+    stop.wait()
+    running.shutdown()
+    return 0
