@@ -15,7 +15,7 @@ all: install
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=python3.11)")'
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c $(LOCK) --upgrade pip setuptools wheel
 
 # Installs the client package and the services (compiling native/ through scikit-build-core) in
 # editable mode, with every version pinned by the lock file.
@@ -56,7 +56,7 @@ proto: install
 lock: install
 	$(PIP) install -q -c $(LOCK) --no-build-isolation -e '.[cpu,dev,bench]' --config-settings=editable.mode=redirect
 	{ echo "# Exact versions CI tested (pip constraints). Regenerate: make lock"; \
-	  $(PIP) freeze --exclude-editable | grep -viE '^retailface'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	  $(PIP) freeze --all --exclude-editable | grep -viE '^retailface'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 # The peers the benchmarks compare against (hnswlib's Python binding, faiss) and plotting.
 bench-deps: install
