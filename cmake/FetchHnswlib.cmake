@@ -10,8 +10,9 @@ if(NOT HNSWLIB_INCLUDE_DIR)
   if(NOT EXISTS "${_sdist}")
     message(STATUS "Fetching hnswlib ${HNSWLIB_VERSION} sdist with pip")
     execute_process(
+      # Build isolation: pip prepares the sdist's metadata, which needs numpy, before our deps exist.
       COMMAND "${Python_EXECUTABLE}" -m pip download --no-deps --no-binary hnswlib
-              --no-build-isolation "hnswlib==${HNSWLIB_VERSION}" -d "${_cache}"
+              "hnswlib==${HNSWLIB_VERSION}" -d "${_cache}"
       RESULT_VARIABLE _rc)
     if(NOT _rc EQUAL 0 OR NOT EXISTS "${_sdist}")
       message(FATAL_ERROR "could not download the hnswlib ${HNSWLIB_VERSION} sdist with pip "
