@@ -13,8 +13,13 @@ def _unit(seed: int) -> np.ndarray:
 
 
 def _obs(x: float, member: str | None, seed: int = 1, passes: bool = True, score: float = 0.7) -> Observation:
-    return Observation(box=(x, 100.0, 80.0, 100.0), quality_passes=passes, embedding=_unit(seed) if passes else None,
-                       match_member=member, match_score=score if member else 0.0)
+    return Observation(
+        box=(x, 100.0, 80.0, 100.0),
+        quality_passes=passes,
+        embedding=_unit(seed) if passes else None,
+        match_member=member,
+        match_score=score if member else 0.0,
+    )
 
 
 def test_iou_matrix() -> None:
