@@ -37,7 +37,7 @@ stack: models
 	$(PY) -m retailface.services.shared.localstack --runtime-dir .cache/localstack --hold
 
 demo: models testdata
-	$(PY) -m retailface.services.shared.localstack --runtime-dir .cache/demo
+	$(PY) scripts/demo.py --runtime-dir .cache/demo --out out/demo
 
 docs: install
 	$(PY) -m retailface.services.shared.settings_catalog docs/CONFIGURATION.md
