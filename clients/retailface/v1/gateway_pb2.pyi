@@ -101,20 +101,26 @@ class FrameResult(_message.Message):
     def __init__(self, status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., camera_id: _Optional[str] = ..., sequence: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[TrackedFace, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[StoreEvent, _Mapping]]] = ..., offers_pushed: _Optional[_Iterable[_Union[_common_pb2.Offer, _Mapping]]] = ..., alerts_raised: _Optional[_Iterable[_Union[_common_pb2.StaffAlert, _Mapping]]] = ..., identification_available: _Optional[bool] = ...) -> None: ...
 
 class StageTimings(_message.Message):
-    __slots__ = ("decode_detect_ms", "embed_ms", "match_ms", "track_ms", "personalize_ms", "total_ms")
+    __slots__ = ("decode_detect_ms", "embed_ms", "match_ms", "track_ms", "personalize_ms", "total_ms", "decode_ms", "detect_model_ms", "embed_model_ms")
     DECODE_DETECT_MS_FIELD_NUMBER: _ClassVar[int]
     EMBED_MS_FIELD_NUMBER: _ClassVar[int]
     MATCH_MS_FIELD_NUMBER: _ClassVar[int]
     TRACK_MS_FIELD_NUMBER: _ClassVar[int]
     PERSONALIZE_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_MS_FIELD_NUMBER: _ClassVar[int]
+    DETECT_MODEL_MS_FIELD_NUMBER: _ClassVar[int]
+    EMBED_MODEL_MS_FIELD_NUMBER: _ClassVar[int]
     decode_detect_ms: float
     embed_ms: float
     match_ms: float
     track_ms: float
     personalize_ms: float
     total_ms: float
-    def __init__(self, decode_detect_ms: _Optional[float] = ..., embed_ms: _Optional[float] = ..., match_ms: _Optional[float] = ..., track_ms: _Optional[float] = ..., personalize_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+    decode_ms: float
+    detect_model_ms: float
+    embed_model_ms: float
+    def __init__(self, decode_detect_ms: _Optional[float] = ..., embed_ms: _Optional[float] = ..., match_ms: _Optional[float] = ..., track_ms: _Optional[float] = ..., personalize_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., detect_model_ms: _Optional[float] = ..., embed_model_ms: _Optional[float] = ...) -> None: ...
 
 class FrameBatchResult(_message.Message):
     __slots__ = ("request_id", "results", "dropped_frames", "timings")
