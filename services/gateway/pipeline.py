@@ -109,7 +109,7 @@ class FramePipeline:
             for f in frames
         ]
         with stage_timer("gateway", "detect"):
-            detected = self._detect(frames, results)
+            detected = self._detect(frames, results, timings)
         timings.decode_detect_ms = (time.perf_counter() - started) * 1000
 
         # Faces good enough to identify from: only these are embedded and searched.
@@ -123,7 +123,7 @@ class FramePipeline:
 
         mark = time.perf_counter()
         with stage_timer("gateway", "embed"):
-            embeddings, attributes = self._embed(chips)
+            embeddings, attributes = self._embed(chips, timings)
         timings.embed_ms = (time.perf_counter() - mark) * 1000
 
         mark = time.perf_counter()
@@ -167,7 +167,10 @@ class FramePipeline:
         return gateway_pb2.FrameBatchResult(request_id=batch.request_id, results=results, timings=timings)
 
     def _detect(
-        self, frames: Sequence[common_pb2.Frame], results: list[gateway_pb2.FrameResult]
+        self,
+        frames: Sequence[common_pb2.Frame],
+        results: list[gateway_pb2.FrameResult],
+        timings: gateway_pb2.StageTimings,
     ) -> list[list[common_pb2.Face]]:
         detected: list[list[common_pb2.Face]] = [[] for _ in frames]
         try:
@@ -184,12 +187,14 @@ class FramePipeline:
                 )
             return detected
         for index, frame_faces in enumerate(response.results):
+            timings.decode_ms += frame_faces.decode_ms
+            timings.detect_model_ms += frame_faces.detect_ms
             results[index].status.CopyFrom(frame_faces.status)
             detected[index] = list(frame_faces.faces)
         return detected
 
     def _embed(
-        self, chips: list[common_pb2.AlignedChip]
+        self, chips: list[common_pb2.AlignedChip], timings: gateway_pb2.StageTimings
     ) -> tuple[np.ndarray | None, list[common_pb2.Attributes | None]]:
         if not chips:
             return np.zeros((0, 128), dtype=np.float32), []
@@ -202,6 +207,7 @@ class FramePipeline:
                 raise
             log.warning("embedding_unavailable", code=error.code().name)
             return None, []
+        timings.embed_model_ms = response.embed_ms + response.attributes_ms
         vectors = []
         attributes: list[common_pb2.Attributes | None] = []
         self._model = (response.model.model_id, response.model.version)
