@@ -83,7 +83,18 @@ SETTINGS: list[Setting] = [
         2.0,
         "how long consent and greeting preferences are cached (revocations take effect within this time)",
     ),
-    Setting("RETAILFACE_GATEWAY_DEADLINE_SECONDS", parse_positive_float, 10.0, "deadline of each downstream call"),
+    Setting(
+        "RETAILFACE_GATEWAY_DEADLINE_SECONDS",
+        parse_positive_float,
+        10.0,
+        "deadline of each downstream call (detection, embedding, personalization)",
+    ),
+    Setting(
+        "RETAILFACE_GATEWAY_MATCH_DEADLINE_SECONDS",
+        parse_positive_float,
+        1.0,
+        "deadline of a gallery search; past it, frames are answered without identification",
+    ),
 ]
 
 METHOD_ROLES: dict[str, frozenset[str]] = {

