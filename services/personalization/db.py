@@ -1,0 +1,488 @@
+"""Schema, engine and versioned migrations of the personalization database (SQLAlchemy Core).
+
+SQLite is the embedded default (WAL, foreign keys on, busy timeout, write transactions that take
+the write lock up front with BEGIN IMMEDIATE so that two writers wait for each other instead of
+failing); any SQLAlchemy URL works, so PostgreSQL is one setting away.
+
+Times are stored as UTC epoch seconds (double): comparable and portable across dialects.
+Migrations are ordered functions recorded in `schema_migrations`; a database is brought to the
+newest version at start-up, each migration in its own transaction. The tables below are the
+schema of version 1; a later schema change is a new migration that alters them (never an edit of
+an applied migration).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Double,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+log = structlog.get_logger(__name__)
+
+metadata = MetaData()
+
+stores = Table(
+    "stores",
+    metadata,
+    Column("store_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("member_id", String(64), primary_key=True),
+    Column("loyalty_number", String(64), unique=True),
+    Column("display_name", String(200), nullable=False, default=""),
+    Column("home_store_id", String(64), ForeignKey("stores.store_id", ondelete="SET NULL")),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    # Consent record: the scopes in force (comma separated), the policy they were granted under.
+    Column("consent_policy_version", String(32), nullable=False, default=""),
+    Column("consent_scopes", String(200), nullable=False, default=""),
+    Column("consent_granted_at", Double),
+    Column("consent_revoked_at", Double),
+    Column("consent_source", String(64), nullable=False, default=""),
+    # Preferences, as the member states them in the preference portal.
+    Column("allow_greeting", Boolean, nullable=False, default=False),
+    Column("preferred_name", String(100), nullable=False, default=""),
+    Column("excluded_categories", Text, nullable=False, default="[]"),  # JSON list
+    Column("favourite_categories", Text, nullable=False, default="[]"),  # JSON list
+    Column("quiet_start_minute", Integer),
+    Column("quiet_end_minute", Integer),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+    Column("channels", Text, nullable=False, default="[]"),  # JSON list of {"kind", "address"}
+    Column("max_offers_per_visit", Integer, nullable=False, default=0),  # 0: service default
+)
+
+consent_history = Table(
+    "consent_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("member_id", String(64), ForeignKey("members.member_id", ondelete="CASCADE"), nullable=False),
+    Column("action", String(16), nullable=False),  # grant | revoke
+    Column("scopes", String(200), nullable=False),
+    Column("policy_version", String(32), nullable=False, default=""),
+    Column("source", String(64), nullable=False, default=""),
+    Column("actor", String(100), nullable=False, default=""),
+    Column("reason", String(500), nullable=False, default=""),
+    Column("at", Double, nullable=False),
+    Index("ix_consent_history_member", "member_id", "at"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("sku", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("sensitive", Boolean, nullable=False, default=False),
+    Column("price", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Index("ix_products_category", "category"),
+)
+
+inventory = Table(
+    "inventory",
+    metadata,
+    Column("store_id", String(64), ForeignKey("stores.store_id", ondelete="CASCADE"), primary_key=True),
+    Column("sku", String(64), ForeignKey("products.sku", ondelete="CASCADE"), primary_key=True),
+    Column("on_hand", Integer, nullable=False, default=0),
+    Column("aisle", String(32), nullable=False, default=""),
+    Column("shelf", String(32), nullable=False, default=""),
+    Column("updated_at", Double, nullable=False),
+)
+
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("transaction_id", String(64), primary_key=True),
+    Column("store_id", String(64), ForeignKey("stores.store_id"), nullable=False),
+    Column("lane_id", String(64), nullable=False, default=""),
+    Column("member_id", String(64), ForeignKey("members.member_id", ondelete="SET NULL")),
+    Column("at", Double, nullable=False),
+    Column("total", Double, nullable=False, default=0.0),
+    Index("ix_transactions_member_at", "member_id", "at"),
+)
+
+transaction_lines = Table(
+    "transaction_lines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("transaction_id", String(64), ForeignKey("transactions.transaction_id", ondelete="CASCADE"), nullable=False),
+    Column("sku", String(64), ForeignKey("products.sku"), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", Double, nullable=False),
+    Index("ix_transaction_lines_transaction", "transaction_id"),
+)
+
+online_events = Table(
+    "online_events",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("member_id", String(64), ForeignKey("members.member_id", ondelete="CASCADE"), nullable=False),
+    Column("type", String(32), nullable=False),  # viewed | searched | added_to_cart | abandoned_cart | purchased_online
+    Column("sku", String(64), ForeignKey("products.sku")),
+    Column("query", String(200), nullable=False, default=""),
+    Column("session_id", String(64), nullable=False, default=""),
+    Column("at", Double, nullable=False),
+    Index("ix_online_events_member_at", "member_id", "at"),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("campaign_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("skus", Text, nullable=False, default="[]"),
+    Column("categories", Text, nullable=False, default="[]"),
+    Column("discount_percent", Double, nullable=False),
+    Column("valid_from", Double),
+    Column("valid_until", Double),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("frequency_cap_per_day", Integer, nullable=False, default=0),
+    Column("store_ids", Text, nullable=False, default="[]"),
+    Column("updated_at", Double, nullable=False),
+)
+
+offer_deliveries = Table(
+    "offer_deliveries",
+    metadata,
+    Column("offer_id", String(64), primary_key=True),
+    Column("member_id", String(64), ForeignKey("members.member_id", ondelete="CASCADE"), nullable=False),
+    Column("store_id", String(64), nullable=False, default=""),
+    Column("sku", String(64), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("campaign_id", String(64), nullable=False, default=""),
+    Column("source", String(32), nullable=False),
+    Column("channel", String(32), nullable=False),  # push | app | kiosk | entrance | checkout
+    Column("discount_percent", Double, nullable=False),
+    Column("reason", String(300), nullable=False),
+    Column("delivered_at", Double, nullable=False),
+    Column("valid_until", Double, nullable=False),
+    Column("redeemed_at", Double),
+    Index("ix_offer_deliveries_member_at", "member_id", "delivered_at"),
+)
+
+offer_feedback = Table(
+    "offer_feedback",
+    metadata,
+    Column("feedback_id", String(64), primary_key=True),
+    Column("member_id", String(64), ForeignKey("members.member_id", ondelete="CASCADE"), nullable=False),
+    Column("offer_id", String(64), nullable=False),
+    Column("type", String(32), nullable=False),  # unliked | unliked_category | redeemed | dismissed
+    Column("at", Double, nullable=False),
+    Index("ix_offer_feedback_member", "member_id"),
+)
+
+# What a member never wants offered again: one row per unliked sku or category.
+member_dislikes = Table(
+    "member_dislikes",
+    metadata,
+    Column("member_id", String(64), ForeignKey("members.member_id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # sku | category
+    Column("value", String(64), primary_key=True),
+    Column("at", Double, nullable=False),
+)
+
+visits = Table(
+    "visits",
+    metadata,
+    Column("visit_id", String(64), primary_key=True),
+    Column("store_id", String(64), ForeignKey("stores.store_id"), nullable=False),
+    Column("member_id", String(64), ForeignKey("members.member_id", ondelete="CASCADE")),
+    Column("track_id", String(64), nullable=False, default=""),
+    Column("started_at", Double, nullable=False),
+    Column("ended_at", Double),
+    Index("ix_visits_member", "member_id", "started_at"),
+    Index("ix_visits_store_track", "store_id", "track_id"),
+)
+
+# Visit events keep no face attributes (age, gender): offers are never tailored to demographics.
+visit_events = Table(
+    "visit_events",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("visit_id", String(64), ForeignKey("visits.visit_id", ondelete="CASCADE")),
+    Column("type", String(16), nullable=False),
+    Column("store_id", String(64), nullable=False),
+    Column("camera_id", String(64), nullable=False, default=""),
+    Column("zone_id", String(64), nullable=False, default=""),
+    Column("lane_id", String(64), nullable=False, default=""),
+    Column("member_id", String(64), ForeignKey("members.member_id", ondelete="CASCADE")),
+    Column("track_id", String(64), nullable=False, default=""),
+    Column("at", Double, nullable=False),
+    Column("dwell_seconds", Double, nullable=False, default=0.0),
+    Column("negative_fraction", Double),
+    Column("emotion_seconds", Double),
+    Index("ix_visit_events_member", "member_id"),
+)
+
+staff_alerts = Table(
+    "staff_alerts",
+    metadata,
+    Column("alert_id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # greeting | dissatisfaction | watchlist
+    Column("store_id", String(64), nullable=False),
+    Column("zone_id", String(64), nullable=False, default=""),
+    Column("lane_id", String(64), nullable=False, default=""),
+    Column("camera_id", String(64), nullable=False, default=""),
+    Column("member_id", String(64), ForeignKey("members.member_id", ondelete="CASCADE")),
+    Column("subject_key", String(128), nullable=False, default=""),  # member or track, for cool-downs
+    Column("display_name", String(100), nullable=False, default=""),
+    Column("message", String(300), nullable=False),
+    Column("priority", Double, nullable=False, default=0.0),
+    Column("requires_confirmation", Boolean, nullable=False, default=False),
+    Column("raised_at", Double, nullable=False),
+    Column("track_id", String(64), nullable=False, default=""),
+    Column("event_id", String(64), nullable=False, default=""),
+    Column("acknowledged_at", Double),
+    Column("acknowledged_by", String(100), nullable=False, default=""),
+    Column("confirmed", Boolean, nullable=False, default=False),
+    Column("withdrawn", Boolean, nullable=False, default=False),  # consent revoked before anyone saw it
+    Index("ix_staff_alerts_store_raised", "store_id", "raised_at"),
+    Index("ix_staff_alerts_subject", "subject_key", "kind", "raised_at"),
+)
+
+# Security watchlist subjects (ids the matching service returns); alerts only when enabled by setting.
+watchlist = Table(
+    "watchlist",
+    metadata,
+    Column("subject_id", String(64), primary_key=True),
+    Column("reason", String(300), nullable=False),
+    Column("added_by", String(100), nullable=False),
+    Column("added_at", Double, nullable=False),
+)
+
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(128), nullable=False, unique=True),
+    Column("member_id", String(64), ForeignKey("members.member_id", ondelete="CASCADE")),
+    Column("channel", String(16), nullable=False),  # webhook | log
+    Column("address", String(500), nullable=False, default=""),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("status", String(16), nullable=False),  # pending | delivered | cancelled | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("last_error", String(500), nullable=False, default=""),
+    Column("created_at", Double, nullable=False),
+    Column("delivered_at", Double),
+    Index("ix_outbox_status_due", "status", "next_attempt_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(32), nullable=False),  # identify | read | update | erase | consent | ...
+    Column("subject", String(128), nullable=False),
+    Column("reason", String(500), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default="{}"),  # JSON, never biometric data
+    Index("ix_audit_subject_at", "subject", "at"),
+    Index("ix_audit_at", "at"),
+)
+
+schema_migrations = Table(
+    "schema_migrations",
+    MetaData(),
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", Double, nullable=False),
+)
+
+
+def _v1_initial_schema(conn: Connection) -> None:
+    metadata.create_all(conn)
+
+
+# Ordered; append only. Each entry: (version, name, function applied inside one transaction).
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "initial schema", _v1_initial_schema),
+]
+
+
+def current_version(engine: Engine) -> int:
+    with engine.connect() as conn:
+        schema_migrations.create(conn, checkfirst=True)
+        conn.commit()
+        versions = conn.execute(select(schema_migrations.c.version)).scalars().all()
+    return max(versions, default=0)
+
+
+def migrate(engine: Engine) -> int:
+    """Applies the migrations this database lacks, in order; returns the resulting version."""
+    version = current_version(engine)
+    for number, name, apply in MIGRATIONS:
+        if number <= version:
+            continue
+        with write(engine) as conn:
+            apply(conn)
+            conn.execute(insert(schema_migrations).values(version=number, name=name, applied_at=time.time()))
+        log.info("migration_applied", version=number, name=name)
+        version = number
+    return version
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int, auto_checkpoint: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We emit BEGIN ourselves (below), so pysqlite must not.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        if not auto_checkpoint:  # a Checkpointer thread does it, off the request path
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def default_url(data_dir: Path) -> str:
+    return f"sqlite:///{Path(data_dir).expanduser() / 'personalization.sqlite3'}"
+
+
+def open_engine(url: str, busy_timeout_ms: int = 10_000, auto_checkpoint: bool = True) -> Engine:
+    """An engine for `url`; SQLite files get their directory created and the pragmas above.
+
+    With auto_checkpoint=False, SQLite no longer copies the WAL back into the database inside the
+    commit that crosses 1000 pages (a 10-60 ms stall of that request); run a `Checkpointer`.
+    """
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine, busy_timeout_ms, auto_checkpoint)
+    return engine
+
+
+class Checkpointer:
+    """Checkpoints the SQLite WAL in a background thread (PASSIVE: never waits for readers or writers)."""
+
+    def __init__(self, engine: Engine, interval_seconds: float = 1.0) -> None:
+        self._engine = engine
+        self._interval = interval_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def checkpoint(self) -> None:
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def start(self) -> None:
+        if self._engine.dialect.name == "sqlite" and self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="sqlite-checkpoint", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.checkpoint()
+            except Exception:
+                log.exception("wal_checkpoint_failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+
+_SQLITE_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_write_lock(engine: Engine) -> threading.Lock:
+    with _SQLITE_WRITE_LOCKS_GUARD:
+        lock = _SQLITE_WRITE_LOCKS.get(engine)
+        if lock is None:
+            lock = _SQLITE_WRITE_LOCKS[engine] = threading.Lock()
+        return lock
+
+
+@contextmanager
+def write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction; on SQLite it takes the write lock at BEGIN (no lock-upgrade failures).
+
+    SQLite has one writer at a time. Writers of this process queue on a Python lock, which hands
+    over at once, instead of SQLite's busy handler, which polls with sleeps of 1 ms and more;
+    other processes still meet the busy timeout.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.connect() as conn, conn.begin():
+            yield conn
+        return
+    with _sqlite_write_lock(engine), engine.connect() as conn:
+        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def insert_ignoring_duplicates(engine: Engine, table: Table) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING for the engine's dialect (built once per dialect and table)."""
+    return _insert_ignoring_duplicates(engine.dialect.name, table)
+
+
+@functools.cache
+def _insert_ignoring_duplicates(dialect: str, table: Table) -> Any:
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    raise ValueError(f"unsupported database dialect {dialect!r}; use sqlite or postgresql")
+
+
+def upsert(engine: Engine, table: Table, keys: list[str], update_columns: list[str]) -> Any:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET update_columns for the engine's dialect."""
+    statement: sqlite.Insert | postgresql.Insert
+    if engine.dialect.name == "sqlite":
+        statement = sqlite.insert(table)
+    elif engine.dialect.name == "postgresql":
+        statement = postgresql.insert(table)
+    else:
+        raise ValueError(f"unsupported database dialect {engine.dialect.name!r}; use sqlite or postgresql")
+    return statement.on_conflict_do_update(
+        index_elements=keys, set_={name: statement.excluded[name] for name in update_columns}
+    )

@@ -1,0 +1,254 @@
+"""Notification outbox: at-least-once delivery to members' phones, with idempotency keys.
+
+A notification is written to `notification_outbox` in the same transaction as the change that
+caused it (so it is never lost, and never sent for a change that rolled back). A worker thread
+sends due notifications through their channel (an HTTP webhook, or the log for the demo); a
+failure or a timeout schedules a retry with exponential backoff (capped), and after
+`max_attempts` the row is kept as `dead` for an operator, never deleted. The receiver sees the
+same Idempotency-Key on every retry of one notification, so it can apply it exactly once.
+No RPC ever waits for a channel: enqueueing is a row insert.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import Connection, Engine, select, update
+
+from retailface.services.personalization import db
+
+log = structlog.get_logger(__name__)
+
+STATUS_PENDING = "pending"
+STATUS_DELIVERED = "delivered"
+STATUS_CANCELLED = "cancelled"
+STATUS_DEAD = "dead"
+
+
+class DeliveryError(Exception):
+    """The channel did not accept the notification (the outbox retries it)."""
+
+
+class NotificationChannel(Protocol):
+    def send(self, idempotency_key: str, address: str, payload: Mapping[str, Any]) -> None: ...
+
+
+class LogChannel:
+    """Writes the notification to the service log (the demo's 'phone')."""
+
+    def send(self, idempotency_key: str, address: str, payload: Mapping[str, Any]) -> None:
+        log.info(
+            "notification_sent",
+            channel="log",
+            idempotency_key=idempotency_key,
+            address=address,
+            kind=payload.get("kind"),
+            offers=len(payload.get("offers", ())),
+        )
+
+
+class WebhookChannel:
+    """POSTs the notification as JSON with an Idempotency-Key header; any non-2xx or timeout fails."""
+
+    def __init__(self, url: str, timeout_seconds: float = 5.0, bearer_token: str | None = None) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook URL must start with http:// or https://, got {url!r}")
+        self.url = url
+        self.timeout_seconds = timeout_seconds
+        self._bearer_token = bearer_token
+
+    def send(self, idempotency_key: str, address: str, payload: Mapping[str, Any]) -> None:
+        body = json.dumps({"address": address, **payload}).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key,
+            "User-Agent": "retailface-personalization",
+        }
+        if self._bearer_token:
+            headers["Authorization"] = f"Bearer {self._bearer_token}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+                response.read()
+        except urllib.error.HTTPError as error:
+            raise DeliveryError(f"webhook answered HTTP {error.code}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as error:
+            raise DeliveryError(f"webhook unreachable: {getattr(error, 'reason', error)}") from None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float = 1.0
+    max_seconds: float = 300.0
+    max_attempts: int = 20
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1)))
+
+
+def enqueue(
+    engine: Engine,
+    conn: Connection,
+    *,
+    idempotency_key: str,
+    member_id: str | None,
+    channel: str,
+    address: str,
+    payload: Mapping[str, Any],
+    now: float,
+) -> bool:
+    """Adds a notification inside the caller's transaction; False when the key was already queued."""
+    result = conn.execute(
+        db.insert_ignoring_duplicates(engine, db.notification_outbox),
+        {
+            "idempotency_key": idempotency_key,
+            "member_id": member_id,
+            "channel": channel,
+            "address": address,
+            "payload": json.dumps(payload),
+            "status": STATUS_PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": "",
+            "created_at": now,
+            "delivered_at": None,
+        },
+    )
+    return bool(result.rowcount)
+
+
+def cancel_pending(conn: Connection, member_id: str) -> int:
+    """Cancels the member's undelivered notifications (consent revoked)."""
+    result = conn.execute(
+        update(db.notification_outbox)
+        .where(db.notification_outbox.c.member_id == member_id, db.notification_outbox.c.status == STATUS_PENDING)
+        .values(status=STATUS_CANCELLED, last_error="consent revoked")
+    )
+    return int(result.rowcount)
+
+
+class OutboxWorker:
+    """Drains the outbox in a background thread; `deliver_due()` is one pass (tests call it directly)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        channels: Mapping[str, NotificationChannel],
+        policy: RetryPolicy,
+        poll_seconds: float = 1.0,
+        batch_size: int = 50,
+    ) -> None:
+        self._engine = engine
+        self._channels = dict(channels)
+        self._policy = policy
+        self._poll_seconds = poll_seconds
+        self._batch_size = batch_size
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pass_lock = threading.Lock()  # one pass at a time: a row is never sent twice concurrently
+        self._thread: threading.Thread | None = None
+
+    @property
+    def channel_kinds(self) -> frozenset[str]:
+        return frozenset(self._channels)
+
+    def deliver_due(self, now: float | None = None) -> int:
+        """Sends every due notification once; returns how many were delivered."""
+        with self._pass_lock:
+            now = time.time() if now is None else now
+            outbox = db.notification_outbox
+            with db.read(self._engine) as conn:
+                due = conn.execute(
+                    select(
+                        outbox.c.id,
+                        outbox.c.idempotency_key,
+                        outbox.c.channel,
+                        outbox.c.address,
+                        outbox.c.payload,
+                        outbox.c.attempts,
+                    )
+                    .where(outbox.c.status == STATUS_PENDING, outbox.c.next_attempt_at <= now)
+                    .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                    .limit(self._batch_size)
+                ).all()
+            delivered = 0
+            for row in due:
+                if self._stop.is_set():
+                    break
+                delivered += self._attempt(row)
+            return delivered
+
+    def _attempt(self, row: Any) -> int:
+        outbox = db.notification_outbox
+        with db.read(self._engine) as conn:  # cancelled (consent revoked) since we read the batch?
+            status = conn.execute(select(outbox.c.status).where(outbox.c.id == row.id)).scalar_one_or_none()
+        if status != STATUS_PENDING:
+            return 0
+        attempts = row.attempts + 1
+        channel = self._channels.get(row.channel)
+        try:
+            if channel is None:
+                raise DeliveryError(f"channel {row.channel!r} is not configured")
+            channel.send(row.idempotency_key, row.address, json.loads(row.payload))
+        except Exception as error:  # any failure of a channel is retried; it must never kill the worker
+            dead = attempts >= self._policy.max_attempts
+            retry_at = time.time() + self._policy.delay(attempts)
+            with db.write(self._engine) as conn:
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row.id)
+                    .values(
+                        attempts=attempts,
+                        last_error=str(error)[:500],
+                        next_attempt_at=retry_at,
+                        status=STATUS_DEAD if dead else STATUS_PENDING,
+                    )
+                )
+            log.warning(
+                "notification_failed",
+                idempotency_key=row.idempotency_key,
+                channel=row.channel,
+                attempts=attempts,
+                error=str(error),
+                dead=dead,
+            )
+            return 0
+        with db.write(self._engine) as conn:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(attempts=attempts, status=STATUS_DELIVERED, delivered_at=time.time(), last_error="")
+            )
+        return 1
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="personalization-outbox", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.deliver_due()
+            except Exception:
+                log.exception("outbox_pass_failed")
+            self._wake.wait(self._poll_seconds)
+            self._wake.clear()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+            self._thread = None
