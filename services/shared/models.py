@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import os
 import shutil
 import subprocess
@@ -231,13 +232,19 @@ def sha256_file(path: Path) -> str:
 def _derived() -> tuple[DerivedModel, ...]:
     """Models built by the project's own converters from verified assets.
 
-    Imported lazily: the converters need onnx/h5py, which only fetching requires.
+    Each service that prepares models lists them in its `model_prep.DERIVED_MODELS`; imported
+    lazily because the converters need onnx/h5py, which only fetching requires.
     """
-    try:
-        from retailface.services.embedding import model_prep
-    except ImportError:  # the embedding package has not registered converters
-        return ()
-    return tuple(model_prep.DERIVED_MODELS)
+    derived: list[DerivedModel] = []
+    for service in ("detection", "embedding"):
+        try:
+            module = importlib.import_module(f"retailface.services.{service}.model_prep")
+        except ModuleNotFoundError as error:
+            if error.name != f"retailface.services.{service}.model_prep":
+                raise
+            continue
+        derived.extend(module.DERIVED_MODELS)
+    return tuple(derived)
 
 
 def model_path(key: str, directory: Path | None = None, verify: bool = False) -> Path:
