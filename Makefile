@@ -8,7 +8,7 @@ LOCK := requirements/lock.txt
 STAMP := $(VENV)/.installed
 NATIVE_SOURCES := $(shell find native cmake -type f 2>/dev/null) CMakeLists.txt
 
-.PHONY: docs all install models testdata demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers clean
+.PHONY: bench-pipeline docs all install models testdata demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers clean
 
 all: install
 
@@ -62,7 +62,14 @@ lock: install
 bench-deps: install
 	$(PIP) install -q -c $(LOCK) hnswlib faiss-cpu matplotlib
 
-bench: bench-vision bench-matcher bench-offers
+bench: bench-vision bench-matcher bench-offers bench-pipeline
+
+# Each benchmark's last output line is one JSON object; docs/BENCHMARKS.md records the results.
+bench-offers: install
+	$(PY) benchmarks/offers/bench_offers.py
+
+bench-pipeline: models testdata
+	$(PY) benchmarks/pipeline/bench_pipeline.py
 
 clean:
 	rm -rf build .cache/localstack .cache/demo

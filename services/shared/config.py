@@ -112,7 +112,9 @@ class Setting:
     def type_name(self) -> str:
         if self.choices:
             return " | ".join(self.choices)
-        return _TYPE_NAMES.get(self.parse, getattr(self.parse, "__name__", "value"))
+        if self.parse in _TYPE_NAMES:
+            return _TYPE_NAMES[self.parse]
+        return getattr(self.parse, "__name__", "value").removeprefix("parse_").replace("_", " ")
 
     def convert(self, raw: str, origin: str) -> Any:
         if self.choices and raw not in self.choices:
