@@ -131,6 +131,13 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("RETAILFACE_PORT", parse_port, None, "gRPC port (default: per service, see the ports table)"),
     Setting("RETAILFACE_METRICS_PORT", parse_port, None, "Prometheus /metrics port (default: per service; 0 disables)"),
+    Setting(
+        "RETAILFACE_HEALTH_PORT",
+        parse_port,
+        0,
+        "plaintext port serving only grpc.health.v1, for Kubernetes' native gRPC probes, which cannot speak TLS "
+        "(0 disables it)",
+    ),
     Setting("RETAILFACE_LOG_LEVEL", str, "info", "log level", choices=("debug", "info", "warning", "error")),
     Setting(
         "RETAILFACE_LOG_FORMAT",

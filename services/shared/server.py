@@ -202,6 +202,7 @@ class RunningServer:
     registration: Registration
     config: ServiceConfig
     port: int
+    health_server: grpc.Server | None = None
 
     def shutdown(self, grace: float | None = None) -> None:
         """Graceful stop: NOT_SERVING first, then drain in-flight RPCs within the grace period."""
@@ -209,6 +210,8 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         log.info("draining", grace_seconds=grace)
         self.server.stop(grace).wait()
+        if self.health_server is not None:
+            self.health_server.stop(0).wait()
         if self.registration.on_stop is not None:
             self.registration.on_stop()
         log.info("stopped")
@@ -237,9 +240,24 @@ def start(service: str, registration: Registration, cfg: ServiceConfig) -> Runni
     if port == 0:
         raise ConfigError(f"cannot bind the gRPC server to {address} (port in use?)")
     server.start()
+    health_server = _start_probe_server(cfg, health_servicer)
     for name in ("", registration.service_name):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, registration, cfg, port)
+    return RunningServer(server, health_servicer, registration, cfg, port, health_server)
+
+
+def _start_probe_server(cfg: ServiceConfig, health_servicer: health.HealthServicer) -> grpc.Server | None:
+    """A plaintext listener with nothing but the health service, for kubelet's gRPC probes."""
+    probe_port = int(cfg.get("RETAILFACE_HEALTH_PORT"))
+    if not probe_port:
+        return None
+    probe_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe_server)
+    address = f"{cfg.get('RETAILFACE_HOST')}:{probe_port}"
+    if probe_server.add_insecure_port(address) == 0:
+        raise ConfigError(f"cannot bind the health probe server to {address} (port in use?)")
+    probe_server.start()
+    return probe_server
 
 
 def _settings_of(build: Callable[..., Registration]) -> Iterable[Setting]:

@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from retailface.services.shared.localstack import LocalStack, client_channel
+from retailface.services.shared.localstack import LocalStack, client_channel, free_port
 from retailface.v1 import (
     common_pb2,
     detection_pb2,
@@ -262,3 +262,16 @@ def test_request_id_comes_back_and_is_logged(stack: LocalStack) -> None:
     stack.stop("gateway")
     lines = [line for line in proc.log_path.read_text().splitlines() if '"req-42-abc"' in line]
     assert lines and '"method": "EraseMember"' in lines[0] and '"code": "UNAVAILABLE"' in lines[0]
+
+
+def test_plaintext_health_port_for_kubelet_probes(tls_stack: LocalStack) -> None:
+    probe_port = free_port()
+    tls_stack.extra_env["gateway"] = {"RETAILFACE_HEALTH_PORT": str(probe_port)}
+    tls_stack.start("gateway")
+    tls_stack.wait_serving("gateway")
+    channel = grpc.insecure_channel(f"127.0.0.1:{probe_port}")
+    response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as error:  # nothing but health on the plaintext port
+        gateway_pb2_grpc.GatewayServiceStub(channel).ListGalleries(matching_pb2.ListGalleriesRequest(), timeout=5)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
