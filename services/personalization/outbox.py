@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Connection, Engine, select, update
+from prometheus_client import Counter, Gauge
+from sqlalchemy import Connection, Engine, func, select, update
 
 from retailface.services.personalization import db
 
@@ -31,6 +32,11 @@ STATUS_PENDING = "pending"
 STATUS_DELIVERED = "delivered"
 STATUS_CANCELLED = "cancelled"
 STATUS_DEAD = "dead"
+
+OUTBOX_PENDING = Gauge("retailface_outbox_pending", "notifications waiting to be delivered (the backlog)")
+OUTBOX_FAILURES = Counter(
+    "retailface_outbox_delivery_failures_total", "failed notification delivery attempts", ["channel"]
+)
 
 
 class DeliveryError(Exception):
@@ -199,6 +205,7 @@ class OutboxWorker:
                 raise DeliveryError(f"channel {row.channel!r} is not configured")
             channel.send(row.idempotency_key, row.address, json.loads(row.payload))
         except Exception as error:  # any failure of a channel is retried; it must never kill the worker
+            OUTBOX_FAILURES.labels(row.channel).inc()
             dead = attempts >= self._policy.max_attempts
             retry_at = time.time() + self._policy.delay(attempts)
             with db.write(self._engine) as conn:
@@ -229,6 +236,12 @@ class OutboxWorker:
             )
         return 1
 
+    def pending(self) -> int:
+        outbox = db.notification_outbox
+        with db.read(self._engine) as conn:
+            count = conn.execute(select(func.count()).where(outbox.c.status == STATUS_PENDING)).scalar_one()
+        return int(count)
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -241,6 +254,7 @@ class OutboxWorker:
         while not self._stop.is_set():
             try:
                 self.deliver_due()
+                OUTBOX_PENDING.set(self.pending())
             except Exception:
                 log.exception("outbox_pass_failed")
             self._wake.wait(self._poll_seconds)
