@@ -11,8 +11,11 @@ import grpc
 from retailface.services.shared.config import ServiceConfig
 from retailface.services.shared.logging import REQUEST_ID_KEY, current_request_id
 
+# round_robin over every address the name resolves to (headless Services in Kubernetes), so that
+# added detection/embedding replicas share the load instead of one pod taking every call.
 RETRY_SERVICE_CONFIG = json.dumps(
     {
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{}],  # every method
