@@ -1,0 +1,278 @@
+"""The matching service as a real process: status codes, erase, audit log, and SIGKILL during enrolls."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from retailface.services.shared.localstack import LocalStack, client_channel
+from retailface.v1 import common_pb2, matching_pb2, matching_pb2_grpc
+
+DIM = 128
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
+def embedding(vector: np.ndarray, model_id: str = "sface", version: str = "2021dec") -> common_pb2.Embedding:
+    return common_pb2.Embedding(values=[float(x) for x in vector], model_id=model_id, model_version=version)
+
+
+class Client:
+    def __init__(self, stack: LocalStack, role: str = "service") -> None:
+        self.channel = client_channel(stack.processes["matching"].target, stack.runtime)
+        self.stub = matching_pb2_grpc.MatchingServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {stack.runtime.tokens[role]}"),)
+
+    def __getattr__(self, method: str):  # type: ignore[no-untyped-def]
+        call = getattr(self.stub, method)
+        return lambda request, **kw: call(request, metadata=self.metadata + kw.pop("extra", ()), timeout=10, **kw)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def start_matching(stack: LocalStack) -> Client:
+    stack.start("matching")
+    stack.wait_serving("matching")
+    return Client(stack)
+
+
+def kill_matching(stack: LocalStack) -> None:
+    process = stack.processes.pop("matching").process
+    process.kill()  # SIGKILL: no shutdown hook, no snapshot on stop
+    process.wait()
+
+
+@pytest.fixture
+def matching(stack: LocalStack) -> Iterator[Client]:
+    client = start_matching(stack)
+    yield client
+    client.close()
+
+
+def enroll_request(
+    subject: str, vectors: np.ndarray, gallery: str = "members", tags: tuple[str, ...] = ()
+) -> matching_pb2.EnrollRequest:
+    return matching_pb2.EnrollRequest(
+        gallery=gallery,
+        subject_id=subject,
+        templates=[
+            matching_pb2.Template(template_id=f"{subject}-t{i}", embedding=embedding(v)) for i, v in enumerate(vectors)
+        ],
+        tags=list(tags),
+    )
+
+
+def status_of(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as error:
+        call()
+    return error.value.code(), error.value.details()
+
+
+def test_search_enroll_erase_and_status_codes(stack: LocalStack, matching: Client) -> None:
+    rng = np.random.default_rng(21)
+    vectors = unit(rng.standard_normal((6, DIM)))
+    assert matching.Enroll(enroll_request("alice", vectors[:2], tags=("consent:face",))).added == 2
+    matching.Enroll(enroll_request("bob", vectors[2:3], tags=("consent:face",)))
+    matching.Enroll(enroll_request("eve", vectors[3:4]))
+    matching.Enroll(enroll_request("mallory", vectors[4:5], gallery="watchlist"))
+
+    request_id = "req-audit-1"
+    response = matching.Search(
+        matching_pb2.SearchRequest(gallery="members", queries=[embedding(vectors[1]), embedding(vectors[5])], top_k=3),
+        extra=(("x-request-id", request_id),),
+    )
+    first, second = response.results
+    assert first.decision == matching_pb2.DECISION_MATCH
+    assert (first.candidates[0].subject_id, first.candidates[0].template_id) == ("alice", "alice-t1")
+    assert first.candidates[0].score == pytest.approx(1.0, abs=1e-5)
+    assert second.decision == matching_pb2.DECISION_NO_MATCH
+    assert response.threshold == pytest.approx(0.48) and response.plan
+
+    consented = matching_pb2.SearchRequest(
+        gallery="members",
+        queries=[embedding(vectors[3])],
+        filter=matching_pb2.SubjectFilter(required_tags=["consent:face"]),
+    )
+    # Filter by tag: eve (no consent tag) is her own vector's best match, but may not be returned.
+    filtered = matching.Search(consented)
+    assert "eve" not in {c.subject_id for c in filtered.results[0].candidates}
+    matching.SetSubjectEligibility(
+        matching_pb2.SetSubjectEligibilityRequest(gallery="members", subject_id="eve", tags=["consent:face"])
+    )
+    filtered = matching.Search(consented)
+    assert filtered.results[0].candidates[0].subject_id == "eve"
+
+    # Erase: from every gallery, counted, and effective for the very next search.
+    assert matching.EraseSubject(matching_pb2.EraseSubjectRequest(subject_id="alice")).templates_removed == 2
+    after = matching.Search(matching_pb2.SearchRequest(gallery="members", queries=[embedding(vectors[0])], top_k=10))
+    assert "alice" not in {c.subject_id for c in after.results[0].candidates}
+    assert matching.EraseSubject(matching_pb2.EraseSubjectRequest(subject_id="alice")).templates_removed == 0
+
+    def search(query: common_pb2.Embedding, gallery: str = "members") -> None:
+        matching.Search(matching_pb2.SearchRequest(gallery=gallery, queries=[embedding(vectors[0]), query]))
+
+    code, message = status_of(lambda: search(embedding(unit(np.ones(64)))))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "query 1" in message and "64 values" in message
+    assert "expects 128" in message
+    code, message = status_of(lambda: search(embedding(vectors[1], model_id="arcface", version="r100")))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "arcface/r100" in message and "sface/2021dec" in message
+    bad = vectors[1].copy()
+    bad[3] = np.inf
+    code, message = status_of(lambda: search(embedding(bad)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("query 1: the vector contains NaN or Inf")
+    code, message = status_of(lambda: search(embedding(vectors[1] * 0.9)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("query 1: the vector has L2 norm 0.9")
+    code, message = status_of(lambda: search(embedding(vectors[1]), gallery="staff"))
+    assert code == grpc.StatusCode.NOT_FOUND and "staff" in message
+    code, _ = status_of(lambda: matching.Enroll(enroll_request("x", vectors[:1] * 2)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    code, _ = status_of(
+        lambda: matching.SetSubjectEligibility(
+            matching_pb2.SetSubjectEligibilityRequest(gallery="members", subject_id="nobody", tags=[])
+        )
+    )
+    assert code == grpc.StatusCode.NOT_FOUND
+
+    stats = matching.GetStats(matching_pb2.GalleryStatsRequest(gallery="members"))
+    assert (stats.info.templates, stats.info.subjects) == (2, 2)
+    assert (stats.info.model.model_id, stats.info.model.version, stats.info.model.dim) == ("sface", "2021dec", 128)
+    assert stats.memory_bytes > 0 and stats.hnsw_m == 16 and stats.hnsw_ef_search > 0
+    assert stats.log_records_since_snapshot == 5  # 3 enrolls, 1 tag change, 1 erase
+    galleries = matching.ListGalleries(matching_pb2.ListGalleriesRequest()).galleries
+    assert {g.name: g.templates for g in galleries} == {"members": 2, "watchlist": 1}
+    assert status_of(lambda: matching.Snapshot(matching_pb2.SnapshotRequest()))[0] == grpc.StatusCode.PERMISSION_DENIED
+    admin = Client(stack, role="admin")
+    try:
+        assert list(admin.Snapshot(matching_pb2.SnapshotRequest()).galleries) == ["members", "watchlist"]
+        assert admin.GetStats(matching_pb2.GalleryStatsRequest(gallery="members")).log_records_since_snapshot == 0
+    finally:
+        admin.close()
+
+    log_path = stack.processes["matching"].log_path
+    audit = [json.loads(line) for line in log_path.read_text().splitlines() if '"audit.match"' in line]
+    assert any(
+        e["subject_id"] == "alice" and e["gallery"] == "members" and e["request_id"] == request_id and e["score"] > 0.99
+        for e in audit
+    )
+    assert all(not any(isinstance(v, list) for v in e.values()) for e in audit), "no vectors in audit events"
+
+
+def test_sigkill_during_enroll_stream_keeps_every_acknowledged_enroll(stack: LocalStack) -> None:
+    """Two clients stream two-template enrolls; the service is SIGKILLed mid-stream three times (with
+    snapshots and log rotation happening in between). After each restart every acknowledged template is
+    there with its exact vector and every subject has both of its templates or none."""
+    stack.extra_env["matching"] = {"RETAILFACE_MATCHING_SNAPSHOT_EVERY": "40"}
+    rng = np.random.default_rng(99)
+    acknowledged: dict[str, np.ndarray] = {}
+    attempted: dict[str, np.ndarray] = {}
+    lock = threading.Lock()
+    client = start_matching(stack)
+
+    for cycle in range(3):
+        stop = threading.Event()
+
+        def stream(worker: int, client: Client = client, stop: threading.Event = stop, cycle: int = cycle) -> None:
+            sequence = 0
+            while not stop.is_set():
+                subject = f"c{cycle}-w{worker}-{sequence}"
+                sequence += 1
+                with lock:
+                    vectors = unit(rng.standard_normal((2, DIM)))
+                    attempted[subject] = vectors
+                try:
+                    response = client.Enroll(enroll_request(subject, vectors))
+                except grpc.RpcError:
+                    return  # the server died under this call: not acknowledged
+                assert response.added == 2
+                with lock:
+                    acknowledged[subject] = vectors
+
+        workers = [threading.Thread(target=stream, args=(w,)) for w in range(2)]
+        for worker in workers:
+            worker.start()
+        time.sleep(0.6 + 0.3 * cycle)
+        kill_matching(stack)
+        stop.set()
+        for worker in workers:
+            worker.join()
+        client.close()
+        client = start_matching(stack)
+        check_after_restart(client, acknowledged, attempted)
+    client.close()
+    assert len(acknowledged) > 50, "the stream was too short to exercise snapshots and rotation"
+
+
+def check_after_restart(client: Client, acknowledged: dict[str, np.ndarray], attempted: dict[str, np.ndarray]) -> None:
+    stats = client.GetStats(matching_pb2.GalleryStatsRequest(gallery="members"))
+    assert stats.info.templates == 2 * stats.info.subjects, "some subject has only one of its two templates"
+    assert len(acknowledged) <= stats.info.subjects <= len(attempted)
+    unacknowledged = [s for s in attempted if s not in acknowledged]
+    subjects = list(acknowledged) + unacknowledged
+
+    def templates_found(results, batch) -> dict[str, int]:  # type: ignore[no-untyped-def]
+        found: dict[str, int] = {}
+        for (subject, index, _), result in zip(batch, results, strict=True):
+            top = result.candidates[0] if result.candidates else None
+            if top is not None and top.subject_id == subject and top.template_id == f"{subject}-t{index}":
+                assert top.score == pytest.approx(1.0, abs=1e-5), "the template's vector changed"
+                found[subject] = found.get(subject, 0) + 1
+        return found
+
+    # One batch search over the whole gallery for speed; any subject it does not show fully is checked again
+    # with a search restricted to that subject (exact), so an approximate miss cannot pass for a lost template.
+    queries = [(subject, index, attempted[subject][index]) for subject in subjects for index in (0, 1)]
+    present: dict[str, int] = {}
+    for start in range(0, len(queries), 256):
+        batch = queries[start : start + 256]
+        response = client.Search(matching_pb2.SearchRequest(
+            gallery="members", queries=[embedding(vector) for _, _, vector in batch], top_k=1))
+        present |= templates_found(response.results, batch)
+    for subject in subjects:
+        if present.get(subject) != 2:
+            batch = [(subject, index, attempted[subject][index]) for index in (0, 1)]
+            response = client.Search(matching_pb2.SearchRequest(
+                gallery="members", queries=[embedding(vector) for _, _, vector in batch], top_k=1,
+                filter=matching_pb2.SubjectFilter(subject_ids=[subject])))
+            present[subject] = templates_found(response.results, batch).get(subject, 0)
+    for subject in acknowledged:
+        assert present[subject] == 2, f"acknowledged {subject} lost {2 - present[subject]} templates"
+    for subject in unacknowledged:
+        assert present[subject] in (0, 2), f"unacknowledged {subject} is half there"
+    assert sum(1 for s in subjects if present[s]) == stats.info.subjects
+
+
+def test_service_refuses_to_start_without_a_usable_key(stack: LocalStack, tmp_path: Path) -> None:
+    def start_and_expect_exit(key_file: Path, expected: str) -> None:
+        stack.extra_env["matching"] = {"RETAILFACE_MATCHING_KEY_FILE": str(key_file)}
+        service = stack.start("matching")
+        assert service.process.wait(timeout=30) == 2
+        stack.processes.pop("matching")
+        assert expected in service.log_path.read_text()
+
+    short = tmp_path / "short.key"
+    short.write_text(base64.b64encode(os.urandom(16)).decode())
+    start_and_expect_exit(short, "neither 32 raw bytes nor the base64 text of 32 bytes")
+    start_and_expect_exit(tmp_path / "absent.key", "cannot read the matching key file")
+
+    stack.extra_env["matching"] = {}
+    client = start_matching(stack)
+    client.Enroll(enroll_request("alice", unit(np.random.default_rng(0).standard_normal((1, DIM)))))
+    client.close()
+    assert stack.stop("matching") == 0
+    other = tmp_path / "other.key"
+    other.write_text(base64.b64encode(os.urandom(32)).decode())
+    start_and_expect_exit(other, "is not the key the data dir")
