@@ -1,0 +1,189 @@
+"""The native gallery against numpy brute force: plans, removals, filters, decisions, threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from retailface._matcher import Decision, Gallery, Plan
+
+
+def _unit(rows: int, dim: int = 64, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _brute_force(
+    gallery_vectors: np.ndarray, subjects: np.ndarray, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    scores = queries @ gallery_vectors.T
+    best_subjects, best_scores = [], []
+    for row in scores:
+        per_subject: dict[int, float] = {}
+        for subject, score in zip(subjects.tolist(), row.tolist(), strict=True):
+            per_subject[subject] = max(per_subject.get(subject, -2.0), score)
+        ranked = sorted(per_subject.items(), key=lambda item: (-item[1], item[0]))[:k]
+        best_subjects.append([s for s, _ in ranked])
+        best_scores.append([v for _, v in ranked])
+    return np.array(best_subjects), np.array(best_scores, dtype=np.float32)
+
+
+@pytest.mark.parametrize("exact_below", [100_000, 0], ids=["exact-plan", "graph-plan"])
+def test_search_equals_brute_force_with_several_templates_per_subject(exact_below: int) -> None:
+    vectors = _unit(3000)
+    subjects = np.arange(3000, dtype=np.int64) // 3  # three templates per subject
+    gallery = Gallery(dim=64, capacity=64, M=16, ef_construction=200, ef_search=400, exact_below=exact_below)
+    gallery.add(np.arange(3000, dtype=np.int64), subjects, vectors)
+    queries = _unit(200, seed=1)
+    queries = (queries + vectors[:200] * 2).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    result = gallery.search(queries, top_k=5, threshold=0.5, margin=0.05)
+    expected_subjects, expected_scores = _brute_force(vectors, subjects, queries, 5)
+    assert set(result.plans.tolist()) == {Plan.EXACT_SCAN.value if exact_below else Plan.GRAPH.value}
+    np.testing.assert_array_equal(result.subjects[:, 0], expected_subjects[:, 0])
+    if exact_below:
+        np.testing.assert_array_equal(result.subjects, expected_subjects)
+        np.testing.assert_allclose(result.scores, expected_scores, atol=1e-5)
+    assert gallery.size == 3000 and gallery.subject_count == 1000
+
+
+def test_removals_are_honoured_at_once_and_slots_are_reused() -> None:
+    vectors = _unit(100)
+    gallery = Gallery(dim=64, capacity=16)
+    gallery.add(np.arange(100, dtype=np.int64), np.arange(100, dtype=np.int64) // 2, vectors)
+    assert gallery.remove(np.array([0, 1, 999], dtype=np.int64)) == 2
+    assert 0 not in gallery.search(vectors[:1].copy(), top_k=3).subjects
+    assert gallery.remove_subject(1) == 2
+    result = gallery.search(vectors[2:4].copy(), top_k=5)
+    assert 1 not in result.subjects
+    capacity = gallery.params["capacity"]
+    gallery.add(np.array([500, 501, 502, 503], dtype=np.int64), np.full(4, 77, dtype=np.int64), vectors[:4].copy())
+    assert gallery.params["capacity"] == capacity  # the four freed slots were reused
+    found = gallery.search(vectors[:1].copy(), top_k=1)
+    assert found.subjects[0, 0] == 77 and found.template_ids[0, 0] == 500
+    ids, owners, stored = gallery.templates()
+    assert len(ids) == gallery.size == 100 and 0 not in ids and set(owners[np.isin(ids, [500, 503])]) == {77}
+    np.testing.assert_array_equal(stored[ids == 500][0], vectors[0])
+
+
+def test_readding_a_template_replaces_it() -> None:
+    vectors = _unit(2)
+    gallery = Gallery(dim=64)
+    gallery.add(np.array([7], dtype=np.int64), np.array([1], dtype=np.int64), vectors[:1].copy())
+    gallery.add(np.array([7], dtype=np.int64), np.array([2], dtype=np.int64), vectors[1:].copy())
+    assert gallery.size == 1 and gallery.subject_count == 1
+    assert gallery.search(vectors[1:].copy(), top_k=1).subjects[0, 0] == 2
+
+
+@pytest.mark.parametrize("exact_below", [100_000, 0], ids=["small", "large"])
+def test_filtered_search_is_exact_over_the_allowed_subjects(exact_below: int) -> None:
+    vectors = _unit(5000)
+    subjects = np.arange(5000, dtype=np.int64)
+    gallery = Gallery(dim=64, capacity=64, ef_search=200, exact_below=exact_below, filtered_scan_below=100)
+    gallery.add(subjects.copy(), subjects, vectors)
+    queries = _unit(50, seed=3)
+    for allowed in (np.arange(0, 5000, 100, dtype=np.int64), np.arange(0, 5000, 2, dtype=np.int64)):
+        result = gallery.search(queries, top_k=3, allowed_subjects=allowed)
+        assert np.isin(result.subjects, allowed).all()
+        expected, _ = _brute_force(vectors[allowed], allowed, queries, 3)
+        np.testing.assert_array_equal(result.subjects[:, 0], expected[:, 0])
+    plans = set(gallery.search(queries, allowed_subjects=np.arange(0, 5000, 100, dtype=np.int64)).plans.tolist())
+    assert plans == {Plan.FILTERED_SCAN.value}
+    if not exact_below:
+        wide = gallery.search(queries, allowed_subjects=np.arange(0, 5000, 2, dtype=np.int64)).plans
+        assert set(wide.tolist()) == {Plan.FILTERED_GRAPH.value}
+    empty = gallery.search(queries[:1].copy(), allowed_subjects=np.array([123456], dtype=np.int64))
+    assert empty.subjects[0, 0] == -1 and empty.decisions[0] == Decision.NO_MATCH.value
+
+
+def test_decision_rule() -> None:
+    base = _unit(1)[0]
+    other = _unit(1, seed=9)[0]
+
+    def towards(target: np.ndarray, cosine: float) -> np.ndarray:
+        orthogonal = other - other.dot(target) * target
+        orthogonal /= np.linalg.norm(orthogonal)
+        return (cosine * target + np.sqrt(1 - cosine**2) * orthogonal).astype(np.float32)
+
+    gallery = Gallery(dim=64)
+    near, close_second = towards(base, 0.9), towards(base, 0.88)
+    gallery.add(np.array([1, 2], dtype=np.int64), np.array([10, 20], dtype=np.int64), np.stack([near, close_second]))
+    query = base[None].astype(np.float32)
+    assert gallery.search(query, top_k=1, threshold=0.5, margin=0.05).decisions[0] == Decision.AMBIGUOUS.value
+    assert gallery.search(query, top_k=1, threshold=0.5, margin=0.01).decisions[0] == Decision.MATCH.value
+    assert gallery.search(query, top_k=1, threshold=0.95, margin=0.01).decisions[0] == Decision.NO_MATCH.value
+
+
+def test_bad_input_raises_value_error() -> None:
+    gallery = Gallery(dim=64)
+    ids = np.array([1], dtype=np.int64)
+    with pytest.raises(ValueError, match="dimension"):
+        gallery.add(ids, ids, _unit(1, dim=32))
+    with pytest.raises(ValueError, match="float32"):
+        gallery.add(ids, ids, _unit(1).astype(np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        gallery.search(np.asfortranarray(_unit(4)))
+    with pytest.raises(ValueError, match="same length"):
+        gallery.add(np.array([1, 2], dtype=np.int64), ids, _unit(1))
+    with pytest.raises(ValueError, match="int64"):
+        gallery.search(_unit(1), allowed_subjects=np.array([1], dtype=np.int32))
+
+
+def test_concurrent_search_while_adding() -> None:
+    vectors = _unit(4000)
+    gallery = Gallery(dim=64, capacity=64, exact_below=0)
+    gallery.add(np.arange(1000, dtype=np.int64), np.arange(1000, dtype=np.int64), vectors[:1000].copy())
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def search() -> None:
+        try:
+            while not done.is_set():
+                result = gallery.search(vectors[:64].copy(), top_k=2)
+                assert (result.subjects[:, 0] >= 0).all()
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    readers = [threading.Thread(target=search) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    for start in range(1000, 4000, 500):
+        ids = np.arange(start, start + 500, dtype=np.int64)
+        gallery.add(ids, ids, vectors[start : start + 500].copy())
+    done.set()
+    for reader in readers:
+        reader.join()
+    assert not errors and gallery.size == 4000
+    assert (gallery.search(vectors, top_k=1).subjects[:, 0] == np.arange(4000)).mean() > 0.99
+
+
+def test_two_python_threads_run_searches_in_parallel() -> None:
+    """The GIL is released during search: two Python threads finish a fixed amount of work faster than one."""
+    vectors = _unit(20000, dim=128)
+    gallery = Gallery(dim=128, capacity=20000, threads=1, exact_below=100_000)
+    gallery.add(np.arange(20000, dtype=np.int64), np.arange(20000, dtype=np.int64), vectors)
+    queries = _unit(200, dim=128, seed=2)
+
+    def work(batches: int) -> None:
+        for _ in range(batches):
+            gallery.search(queries, top_k=1)
+
+    best = 0.0
+    for _ in range(3):  # the machine is shared: keep the best of three
+        start = time.perf_counter()
+        work(8)
+        serial = time.perf_counter() - start
+        threads = [threading.Thread(target=work, args=(4,)) for _ in range(2)]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        parallel = time.perf_counter() - start
+        best = max(best, serial / parallel)
+        if best > 1.4:
+            break
+    assert best > 1.3, f"two threads were only {best:.2f}x faster than one"
