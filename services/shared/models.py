@@ -36,6 +36,9 @@ def testdata_dir() -> Path:
     return Path(os.environ.get("RETAILFACE_TESTDATA_DIR", DEFAULT_CACHE / "testdata")).expanduser()
 
 
+testdata_dir.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite the name
+
+
 def downloads_dir() -> Path:
     return Path(os.environ.get("RETAILFACE_DOWNLOADS_DIR", DEFAULT_CACHE / "downloads")).expanduser()
 
@@ -278,6 +281,9 @@ def testdata_path(relative: str, directory: Path | None = None) -> Path:
             f"test file {dest} is missing: run `make testdata` (or `retailface-models fetch --testdata`)"
         )
     return dest
+
+
+testdata_path.__test__ = False  # type: ignore[attr-defined]
 
 
 def _download(package: Package, into: Path) -> Path:
