@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,16 +131,32 @@ def play(
     batches = []
     for start in range(0, len(frames), batch_size):
         chunk = frames[start : start + batch_size]
-        batch = gateway_pb2.FrameBatch()
+        batch = gateway_pb2.FrameBatch(request_id=f"{tag}-{start}")
         for image, at in chunk:
             batch.frames.extend(camera.frames([image], captured_at=base + at).frames)
         batches.append((batch, chunk))
+    chunks = {batch.request_id: chunk for batch, chunk in batches}
     seen_tracks: set[str] = set()
     confirmed: set[str] = set()
     saved = 0
+    # A well-behaved camera keeps at most two batches in flight, so the gateway's backpressure
+    # (which drops the oldest batches of a camera that sends faster than it can be served) stays idle.
+    in_flight = threading.Semaphore(2)
+
+    def send() -> Iterator[gateway_pb2.FrameBatch]:
+        for batch, _ in batches:
+            in_flight.acquire()
+            yield batch
+
+    anonymous: dict[str, common_pb2.Attributes] = {}
     result = gateway_pb2.FrameBatchResult()
-    results = camera.stream(batch for batch, _ in batches)
-    for (_, chunk), result in zip(batches, results, strict=True):
+    for result in camera.stream(send()):
+        if result.request_id == "end-of-stream":  # the camera stopped: its tracks ended
+            for frame in result.results:
+                report_actions(camera.camera_id, frame, timeline, stats)
+            continue
+        in_flight.release()
+        chunk = chunks[result.request_id]
         for (image, at), frame in zip(chunk, result.results, strict=True):
             stats["frames"] += 1
             for face in frame.faces:
@@ -147,6 +164,10 @@ def play(
                     seen_tracks.add(face.track_id)
                     timeline.say(f"{camera.camera_id}: track {face.track_id} started at {at:.1f}s of the clip")
                 member_id = face.identity.member_id
+                if member_id:
+                    anonymous.pop(face.track_id, None)
+                elif face.track_id not in confirmed and face.HasField("attributes"):
+                    anonymous[face.track_id] = face.attributes
                 if member_id and face.track_id not in confirmed:
                     confirmed.add(face.track_id)
                     shown = face.identity.display_name or "(no greeting name)"
@@ -156,32 +177,38 @@ def play(
                         f"(score {face.identity.score:.2f})"
                     )
                     cv2.imwrite(str(out / f"{tag}-confirmed.png"), annotate(image, frame, names))
-            for event in frame.events:
-                kind = personalization_pb2.VisitEventType.Name(event.type).removeprefix("VISIT_EVENT_TYPE_").lower()
-                who = event.member_id or "anonymous shopper"
-                extra = f", dwell {event.dwell_seconds:.1f}s" if event.dwell_seconds else ""
-                if event.type == personalization_pb2.VISIT_EVENT_TYPE_CHECKOUT:
-                    emotion = common_pb2.Emotion.Name(event.emotion.dominant).removeprefix("EMOTION_").lower()
-                    extra += (
-                        f", lane {event.lane_id}, mostly {emotion} ({event.emotion.negative_fraction:.0%} negative)"
-                    )
-                timeline.say(f"{camera.camera_id}: event {kind} for {who}{extra}")
-                stats["events"][kind] += 1
-            for offer in frame.offers_pushed:
-                where = f"aisle {offer.location.aisle}" if offer.location.aisle else "in store"
-                timeline.say(
-                    f"  offer pushed to the member's phone: {offer.product_name} ({where}, "
-                    f"{offer.discount_percent:.0f}% off) - {offer.reason}"
-                )
-                stats["offers"].append(offer.product_name)
+            report_actions(camera.camera_id, frame, timeline, stats)
             if frame.faces and saved < 2 and stats["frames"] % 25 == 0:
                 cv2.imwrite(str(out / f"{tag}-{stats['frames']:04d}.png"), annotate(image, frame, names))
                 saved += 1
-            if any(not face.identity.member_id for face in frame.faces) and not any(
-                f.identity.member_id for f in frame.faces
-            ):
-                stats["anonymous_frames"] += 1
     stats["dropped"] += result.dropped_frames
+    for track_id, attributes in anonymous.items():
+        gender = common_pb2.Gender.Name(attributes.gender).removeprefix("GENDER_").lower()
+        emotion = common_pb2.Emotion.Name(attributes.emotion).removeprefix("EMOTION_").lower()
+        timeline.say(
+            f"{camera.camera_id}: anonymous shopper counted on {track_id}: about {attributes.age_years:.0f} years, "
+            f"{gender}, looking {emotion} (no identity, no embedding kept)"
+        )
+        stats["anonymous_shoppers"] += 1
+
+
+def report_actions(camera_id: str, frame: gateway_pb2.FrameResult, timeline: Timeline, stats: dict[str, Any]) -> None:
+    for event in frame.events:
+        kind = personalization_pb2.VisitEventType.Name(event.type).removeprefix("VISIT_EVENT_TYPE_").lower()
+        who = event.member_id or "anonymous shopper"
+        extra = f", dwell {event.dwell_seconds:.1f}s" if event.dwell_seconds else ""
+        if event.type == personalization_pb2.VISIT_EVENT_TYPE_CHECKOUT:
+            emotion = common_pb2.Emotion.Name(event.emotion.dominant).removeprefix("EMOTION_").lower()
+            extra += f", lane {event.lane_id}, mostly {emotion} ({event.emotion.negative_fraction:.0%} negative)"
+        timeline.say(f"{camera_id}: event {kind} for {who}{extra}")
+        stats["events"][kind] += 1
+    for offer in frame.offers_pushed:
+        where = f"aisle {offer.location.aisle}" if offer.location.aisle else "in store"
+        timeline.say(
+            f"  offer pushed to the member's phone: {offer.product_name} ({where}, "
+            f"{offer.discount_percent:.0f}% off) - {offer.reason}"
+        )
+        stats["offers"].append(offer.product_name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,7 +311,7 @@ def run_demo(stack: LocalStack, runtime: Runtime, timeline: Timeline, out: Path)
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
 
-    stats: dict[str, Any] = {"frames": 0, "events": Counter(), "offers": [], "anonymous_frames": 0, "dropped": 0}
+    stats: dict[str, Any] = {"frames": 0, "events": Counter(), "offers": [], "anonymous_shoppers": 0, "dropped": 0}
     camera_conn = connect(gateway, token=tokens["camera"], insecure=True)
     timeline.say("entrance camera: playing WolfgangLanger_Pexels.mp4")
     play(
@@ -334,6 +361,7 @@ def run_demo(stack: LocalStack, runtime: Runtime, timeline: Timeline, out: Path)
         "frames": stats["frames"],
         "events": dict(stats["events"]),
         "offers_pushed": stats["offers"],
+        "anonymous_shoppers": stats["anonymous_shoppers"],
         "staff_alerts": [common_pb2.AlertKind.Name(a.kind) for a in staff_alerts],
         "checkout_confirmation_required": checkout.confirmation_required,
         "dropped_frames": stats["dropped"],

@@ -96,7 +96,10 @@ class FramePipeline:
         self._trackers: dict[str, CameraTracker] = {}
         self._camera_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._entered: dict[tuple[str, str], float] = {}  # (store, member) -> time of the last `entered`
+        # (store, member) -> time of the last `entered`
+        self._entered: dict[tuple[str, str], float] = {}
+        # camera -> its info as last seen in frames, for the events raised after its stream ends
+        self._camera_info: dict[str, CameraInfo] = {}
 
     # ------------------------------------------------------------------ per batch
 
@@ -270,6 +273,7 @@ class FramePipeline:
         result: gateway_pb2.FrameResult,
     ) -> float:
         camera = self._camera(frame)
+        self._camera_info[frame.camera_id] = camera
         now = frame.captured_at.ToNanoseconds() / 1e9 if frame.HasField("captured_at") else time.time()
         tracker, lock = self._tracker(frame.camera_id)
         with lock:
@@ -382,19 +386,20 @@ class FramePipeline:
                 result.alerts_raised.extend(outcome.alerts_raised)
         return (time.perf_counter() - started) * 1000
 
-    def end_camera(self, camera_id: str) -> None:
-        """The camera's stream closed: end its tracks (their events are still sent)."""
+    def end_camera(self, camera_id: str) -> gateway_pb2.FrameResult:
+        """The camera's stream closed: end its tracks; their events are sent and returned."""
+        result = gateway_pb2.FrameResult(camera_id=camera_id, identification_available=True)
         with self._lock:
             tracker = self._trackers.pop(camera_id, None)
             lock = self._camera_locks.pop(camera_id, None)
         if tracker is None or lock is None:
-            return
+            return result
         with lock:
             ended = tracker.close_all()
-        camera = self.config.cameras.get(camera_id, CameraInfo(camera_id))
-        now = time.time()
-        events = [event for track in ended for event in self._on_track_end(camera, track, now)]
-        self._emit(events, gateway_pb2.FrameResult())
+        camera = self._camera_info.pop(camera_id, None) or self.config.cameras.get(camera_id, CameraInfo(camera_id))
+        events = [event for track in ended for event in self._on_track_end(camera, track, track.last_seen)]
+        self._emit(events, result)
+        return result
 
 
 def _emotion_summary(track: Track) -> personalization_pb2.EmotionSummary:

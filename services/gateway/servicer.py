@@ -97,6 +97,8 @@ SETTINGS: list[Setting] = [
     ),
 ]
 
+END_OF_STREAM = "end-of-stream"  # request id of the last result of a stream, with its tracks' final events
+
 METHOD_ROLES: dict[str, frozenset[str]] = {
     "ProcessFrames": frozenset({"camera"}),
     "StreamFrames": frozenset({"camera"}),
@@ -175,7 +177,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     while not queue and not state["done"]:
                         ready.wait(timeout=1.0)
                     if not queue and state["done"]:
-                        return
+                        break
                     batch = queue.popleft()
                     dropped = state["dropped"]
                 if not batch.request_id:
@@ -198,8 +200,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     )
                 result.dropped_frames = dropped
                 yield result
+            if context.is_active():
+                # The camera closed its stream: its tracks end now, and their events (zone dwell,
+                # checkout, anonymous visits) come back in one last result.
+                final = gateway_pb2.FrameBatchResult(request_id=END_OF_STREAM, dropped_frames=state["dropped"])
+                final.results.extend(self.pipeline.end_camera(camera_id) for camera_id in sorted(cameras))
+                cameras.clear()
+                yield final
         finally:
-            for camera_id in cameras:
+            for camera_id in cameras:  # cancelled: the events are still sent to personalization
                 self.pipeline.end_camera(camera_id)
 
     def IdentifyOnce(

