@@ -13,8 +13,11 @@ def test_client_package_installs_alone(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "install", "-q", "-c", str(ROOT / "requirements" / "lock.txt"), str(ROOT / "clients")],
-                   check=True, timeout=300)
+    subprocess.run(
+        [*pip, "install", "-q", "-c", str(ROOT / "requirements" / "lock.txt"), str(ROOT / "clients")],
+        check=True,
+        timeout=300,
+    )
     installed = subprocess.run([*pip, "list", "--format=freeze"], check=True, capture_output=True, text=True).stdout
     names = {line.split("==")[0].lower() for line in installed.splitlines()}
     assert {"grpcio", "protobuf", "retailface-client"} <= names

@@ -116,3 +116,19 @@ def test_corrupt_model_names_the_file_and_the_fix(tmp_path: Path) -> None:
 def test_cached_models_verify() -> None:
     for asset in models.MODEL_ASSETS:
         assert models.model_path(asset.key, verify=True).stat().st_size > 0
+
+
+@pytest.mark.parametrize("service", ["detection", "embedding"])
+def test_service_without_its_model_says_which_file_and_how_to_fetch_it(service: str, tmp_path: Path) -> None:
+    from retailface.services.shared.localstack import Runtime, free_port, service_environment
+
+    runtime = Runtime(tmp_path / "runtime")
+    runtime.prepare()
+    env = service_environment(service, runtime, {service: free_port(), f"{service}-metrics": free_port()})
+    env |= {"RETAILFACE_MODELS_DIR": str(tmp_path / "no-models"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", f"retailface.services.{service}"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert str(tmp_path / "no-models") in last and "is missing" in last and "make models" in last, last
