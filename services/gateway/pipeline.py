@@ -15,12 +15,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from retailface.services.gateway.batching import Batcher
 from retailface.services.gateway.downstream import DEGRADED_CODES, Backends, EventRelay, MemberCache
 from retailface.services.gateway.tracker import CameraTracker, Observation, Track, TrackerConfig, TrackState
 from retailface.services.shared.metrics import stage_timer
@@ -75,6 +77,8 @@ class PipelineConfig:
     detect_deadline: float = 10.0
     embed_deadline: float = 10.0
     match_deadline: float = 2.0
+    batch_max_frames: int = 16  # frames of several cameras merged into one Detect call, at most
+    batch_max_chips: int = 64
 
 
 def _timestamp(seconds: float) -> Timestamp:
@@ -96,6 +100,13 @@ class FramePipeline:
         self._trackers: dict[str, CameraTracker] = {}
         self._camera_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        # Several cameras' frames and chips go out in one backend call when they arrive together.
+        self._detect_batcher: Batcher[common_pb2.Frame, detection_pb2.FrameFaces] = Batcher(
+            "detection", self._detect_call, config.batch_max_frames, workers=2
+        )
+        self._embed_batcher: Batcher[common_pb2.AlignedChip, tuple[embedding_pb2.ChipResult, float, Any]] = Batcher(
+            "embedding", self._embed_call, config.batch_max_chips, workers=2
+        )
         # (store, member) -> time of the last `entered`
         self._entered: dict[tuple[str, str], float] = {}
         # camera -> its info as last seen in frames, for the events raised after its stream ends
@@ -169,6 +180,20 @@ class FramePipeline:
         timings.total_ms = (time.perf_counter() - started) * 1000
         return gateway_pb2.FrameBatchResult(request_id=batch.request_id, results=results, timings=timings)
 
+    def _detect_call(self, frames: list[common_pb2.Frame]) -> list[detection_pb2.FrameFaces]:
+        request = detection_pb2.DetectRequest(frames=frames, include_chips=True)
+        return list(self.backends.detection.Detect(request, timeout=self.config.detect_deadline).results)
+
+    def _embed_call(self, chips: list[common_pb2.AlignedChip]) -> list[tuple[embedding_pb2.ChipResult, float, Any]]:
+        request = embedding_pb2.EmbedRequest(chips=chips, include_attributes=True)
+        response = self.backends.embedding.Embed(request, timeout=self.config.embed_deadline)
+        share = (response.embed_ms + response.attributes_ms) / max(1, len(chips))  # model time per chip
+        return [(item, share, response.model) for item in response.results]
+
+    def close(self) -> None:
+        self._detect_batcher.close()
+        self._embed_batcher.close()
+
     def _detect(
         self,
         frames: Sequence[common_pb2.Frame],
@@ -177,9 +202,7 @@ class FramePipeline:
     ) -> list[list[common_pb2.Face]]:
         detected: list[list[common_pb2.Face]] = [[] for _ in frames]
         try:
-            response = self.backends.detection.Detect(
-                detection_pb2.DetectRequest(frames=frames, include_chips=True), timeout=self.config.detect_deadline
-            )
+            frame_results = self._detect_batcher.submit(list(frames))
         except grpc.RpcError as error:
             code = error.code()
             if code == grpc.StatusCode.INVALID_ARGUMENT:
@@ -189,7 +212,7 @@ class FramePipeline:
                     _status(grpc.StatusCode.UNAVAILABLE, f"detection unavailable: {error.details()}")
                 )
             return detected
-        for index, frame_faces in enumerate(response.results):
+        for index, frame_faces in enumerate(frame_results):
             timings.decode_ms += frame_faces.decode_ms
             timings.detect_model_ms += frame_faces.detect_ms
             results[index].status.CopyFrom(frame_faces.status)
@@ -202,19 +225,17 @@ class FramePipeline:
         if not chips:
             return np.zeros((0, 128), dtype=np.float32), []
         try:
-            response = self.backends.embedding.Embed(
-                embedding_pb2.EmbedRequest(chips=chips, include_attributes=True), timeout=self.config.embed_deadline
-            )
+            embedded = self._embed_batcher.submit(chips)
         except grpc.RpcError as error:
             if error.code() not in DEGRADED_CODES:
                 raise
             log.warning("embedding_unavailable", code=error.code().name)
             return None, []
-        timings.embed_model_ms = response.embed_ms + response.attributes_ms
+        timings.embed_model_ms = sum(share for _, share, _ in embedded)
         vectors = []
         attributes: list[common_pb2.Attributes | None] = []
-        self._model = (response.model.model_id, response.model.version)
-        for item in response.results:
+        self._model = (embedded[0][2].model_id, embedded[0][2].version)
+        for item, _, _ in embedded:
             ok = item.status.code == 0 and len(item.embedding.values) > 0
             vectors.append(np.asarray(item.embedding.values, dtype=np.float32) if ok else None)
             attributes.append(item.attributes if item.HasField("attributes") else None)

@@ -78,6 +78,18 @@ SETTINGS: list[Setting] = [
         "frame batches queued per camera stream; older batches are dropped when the pipeline falls behind",
     ),
     Setting(
+        "RETAILFACE_GATEWAY_BATCH_MAX_FRAMES",
+        parse_positive_int,
+        16,
+        "frames of concurrent camera batches merged into one Detect call, at most (<= detection's batch limit)",
+    ),
+    Setting(
+        "RETAILFACE_GATEWAY_BATCH_MAX_CHIPS",
+        parse_positive_int,
+        64,
+        "face chips of concurrent batches merged into one Embed call, at most (<= embedding's batch limit)",
+    ),
+    Setting(
         "RETAILFACE_GATEWAY_MEMBER_CACHE_SECONDS",
         parse_positive_float,
         2.0,
@@ -471,7 +483,9 @@ def build(config: ServiceConfig) -> Registration:
             enter_cooldown_seconds=float(config.get("RETAILFACE_GATEWAY_ENTER_COOLDOWN_SECONDS")),
             detect_deadline=deadline,
             embed_deadline=deadline,
-            match_deadline=deadline,
+            match_deadline=float(config.get("RETAILFACE_GATEWAY_MATCH_DEADLINE_SECONDS")),
+            batch_max_frames=int(config.get("RETAILFACE_GATEWAY_BATCH_MAX_FRAMES")),
+            batch_max_chips=int(config.get("RETAILFACE_GATEWAY_BATCH_MAX_CHIPS")),
         ),
     )
     servicer = GatewayServicer(
@@ -479,6 +493,7 @@ def build(config: ServiceConfig) -> Registration:
     )
 
     def stop() -> None:
+        pipeline.close()
         relay.close()
         backends.close()
 
