@@ -72,8 +72,11 @@ bench: bench-vision bench-matcher bench-offers bench-pipeline
 bench-offers: install
 	$(PY) benchmarks/offers/bench_offers.py
 
+# One onnxruntime thread per vision service (they run side by side on the same cores) and the int8
+# SFace (calibrated on the test photos, hence testdata): the configuration docs/BENCHMARKS.md reports.
 bench-pipeline: models testdata
-	$(PY) benchmarks/pipeline/bench_pipeline.py
+	$(PY) -m retailface.services.embedding.model_prep quantize
+	$(PY) benchmarks/pipeline/bench_pipeline.py --service-threads 1 --embedder sface-int8
 
 clean:
 	rm -rf build .cache/localstack .cache/demo

@@ -95,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--cameras", type=int, default=3, help="concurrent cameras for fps_sustained")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the sustained run")
+    parser.add_argument(
+        "--service-threads",
+        type=int,
+        default=0,
+        help="onnxruntime threads of detection and embedding (0: the services' default)",
+    )
+    parser.add_argument("--embedder", default="", help="RETAILFACE_EMBEDDING_MODEL for the run (e.g. sface-int8)")
     args = parser.parse_args(argv)
 
     frames = make_frames(16)
@@ -102,7 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         runtime = Runtime(Path(tmp))
         runtime.prepare()
-        stack = LocalStack(runtime)
+        extra: dict[str, dict[str, str]] = {"detection": {}, "embedding": {}}
+        if args.service_threads:
+            extra["detection"]["RETAILFACE_DETECTION_THREADS"] = str(args.service_threads)
+            extra["embedding"]["RETAILFACE_EMBEDDING_THREADS"] = str(args.service_threads)
+        if args.embedder:
+            extra["embedding"]["RETAILFACE_EMBEDDING_MODEL"] = args.embedder
+        stack = LocalStack(runtime, extra_env=extra)
         try:
             print("starting the services...", flush=True)
             stack.start_all()
@@ -112,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     print("in-process OpenCV reference loop...", flush=True)
     result["inprocess_fps"] = round(inprocess_fps(frames, seconds=min(args.seconds, 15.0)), 2)
     result["fps_ratio_vs_inprocess"] = round(result["fps_sustained"] / result["inprocess_fps"], 3)
+    result["service_threads"] = args.service_threads or "default"
+    result["embedder"] = args.embedder or "sface"
     print(json.dumps(result))
     return 0
 
