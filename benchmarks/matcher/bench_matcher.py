@@ -123,14 +123,33 @@ def run_size(n: int, seed: int, efs: list[int]) -> dict[str, Any]:
     }
     curves: dict[str, list[tuple[float, float]]] = {}
 
-    # Ours: exact plan below `exact_below`, the hnswlib graph above it.
+    # Ours, unfiltered: exact scan below `exact_below` (0 here), then the code scan or the hnswlib graph.
     print(f"[N={n}] building our gallery", file=sys.stderr, flush=True)
     start = time.perf_counter()
     ours = Gallery(dim=DIM, capacity=n, M=16, ef_construction=200, ef_search=64, threads=1, exact_below=0)
+    # (candidate_divisor 100: the 1% of templates closest in Hamming distance are re-ranked in float)
     ours.add(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64), gallery)
     result["build_s"] = round(time.perf_counter() - start, 1)
     result["bytes_per_template"] = round(ours.memory_bytes / n, 1)
-    best: dict[str, Any] = {}
+    # Our default plan for a large unfiltered gallery: exhaustive scan of 256-bit sign codes, float re-rank.
+    ours.set_graph_for_global(False)
+    ours.set_threads(2)
+    found = ours.search(queries, top_k=1, threshold=0.0, margin=0.0)
+    par = parity(data, bf, found.subjects[:GENUINE, 0], found.scores[:GENUINE, 0], found.scores[GENUINE:, 0])
+    qps = throughput(lambda q: ours.search(q, top_k=1), queries)
+    ours.set_threads(1)
+    p50, p99 = latency(lambda q: ours.search(q, top_k=1), queries)
+    curves["ours (code scan)"] = [(p99, par)]
+    print(f"  ours code scan: parity {par:.4f} p99 {p99:.3f} ms qps {qps:.0f}", file=sys.stderr, flush=True)
+    result |= {
+        "parity": round(par, 4),
+        "p50_ms": round(p50, 3),
+        "p99_ms": round(p99, 3),
+        "batch_qps": round(qps, 1),
+        "plan": "code-scan",
+        "candidate_divisor": ours.params["candidate_divisor"],
+    }
+    ours.set_graph_for_global(True)
     curves["ours (graph)"] = []
     for ef in efs:
         ours.set_ef(ef)
@@ -142,16 +161,9 @@ def run_size(n: int, seed: int, efs: list[int]) -> dict[str, Any]:
         ours.set_threads(1)
         p50, p99 = latency(lambda q: ours.search(q, top_k=1), queries)
         curves["ours (graph)"].append((p99, par))
-        print(f"  ours ef={ef}: parity {par:.4f} p99 {p99:.3f} ms qps {qps:.0f}", file=sys.stderr, flush=True)
-        if not best or (par >= 0.99 and best["parity"] < 0.99) or par > best["parity"]:
-            best = {
-                "parity": round(par, 4),
-                "p50_ms": round(p50, 3),
-                "p99_ms": round(p99, 3),
-                "batch_qps": round(qps, 1),
-                "ef": ef,
-            }
-    result |= best
+        print(f"  ours graph ef={ef}: parity {par:.4f} p99 {p99:.3f} ms qps {qps:.0f}", file=sys.stderr, flush=True)
+        result[f"ours_graph_ef{ef}"] = {"parity": round(par, 4), "p99_ms": round(p99, 3), "batch_qps": round(qps, 1)}
+    ours.set_graph_for_global(False)
 
     for m in (16, 32):
         print(f"[N={n}] building hnswlib M={m}", file=sys.stderr, flush=True)

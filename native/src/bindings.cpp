@@ -61,7 +61,8 @@ PYBIND11_MODULE(_matcher, m) {
       .value("EXACT_SCAN", retailface::Plan::kExactScan)
       .value("GRAPH", retailface::Plan::kGraph)
       .value("FILTERED_SCAN", retailface::Plan::kFilteredScan)
-      .value("FILTERED_GRAPH", retailface::Plan::kFilteredGraph);
+      .value("FILTERED_GRAPH", retailface::Plan::kFilteredGraph)
+      .value("CODE_SCAN", retailface::Plan::kCodeScan);
 
   py::class_<PySearchResult>(m, "SearchResult")
       .def_readonly("subjects", &PySearchResult::subjects)
@@ -72,7 +73,8 @@ PYBIND11_MODULE(_matcher, m) {
 
   py::class_<Gallery>(m, "Gallery")
       .def(py::init([](size_t dim, size_t capacity, size_t M, size_t ef_construction, size_t ef_search, size_t threads,
-                       size_t exact_below, size_t filtered_scan_below) {
+                       size_t exact_below, size_t filtered_scan_below, bool graph_for_global,
+                       size_t min_candidates, size_t candidate_divisor) {
              GalleryParams params;
              params.dim = dim;
              params.capacity = capacity;
@@ -82,11 +84,15 @@ PYBIND11_MODULE(_matcher, m) {
              params.threads = threads;
              params.exact_below = exact_below;
              params.filtered_scan_below = filtered_scan_below;
+             params.graph_for_global = graph_for_global;
+             params.min_candidates = min_candidates;
+             params.candidate_divisor = std::max<size_t>(candidate_divisor, 1);
              return std::make_unique<Gallery>(params);
            }),
            py::arg("dim"), py::arg("capacity") = 1024, py::arg("M") = 16, py::arg("ef_construction") = 200,
            py::arg("ef_search") = 64, py::arg("threads") = 2, py::arg("exact_below") = 20000,
-           py::arg("filtered_scan_below") = 4096)
+           py::arg("filtered_scan_below") = 4096, py::arg("graph_for_global") = false,
+           py::arg("min_candidates") = 256, py::arg("candidate_divisor") = 100)
       .def(
           "add",
           [](Gallery& self, const py::array& template_ids, const py::array& subject_ids, const py::array& vectors) {
@@ -168,6 +174,7 @@ PYBIND11_MODULE(_matcher, m) {
            })
       .def("set_threads", &Gallery::set_threads, py::arg("threads"))
       .def("set_ef", &Gallery::set_ef, py::arg("ef"))
+      .def("set_graph_for_global", &Gallery::set_graph_for_global, py::arg("graph"))
       .def_property_readonly("size", &Gallery::size)
       .def_property_readonly("subject_count", &Gallery::subject_count)
       .def_property_readonly("memory_bytes", &Gallery::memory_bytes)
@@ -183,6 +190,9 @@ PYBIND11_MODULE(_matcher, m) {
         params["threads"] = p.threads;
         params["exact_below"] = p.exact_below;
         params["filtered_scan_below"] = p.filtered_scan_below;
+        params["graph_for_global"] = p.graph_for_global;
+        params["min_candidates"] = p.min_candidates;
+        params["candidate_divisor"] = p.candidate_divisor;
         return params;
       });
 }

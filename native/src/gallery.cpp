@@ -1,5 +1,7 @@
 #include "retailface/gallery.hpp"
 
+#include <random>
+
 namespace retailface {
 
 namespace {
@@ -28,6 +30,11 @@ Gallery::Gallery(const GalleryParams& params)
   index_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(&space_, params_.capacity, params_.M,
                                                               params_.ef_construction, 100, false);
   index_->setEf(params_.ef_search);
+  std::mt19937 random(20231123);  // fixed: codes must not change across restarts
+  std::normal_distribution<float> gaussian;
+  projections_.resize(kCodeBits * params_.dim);
+  for (float& value : projections_) value = gaussian(random);
+  codes_.resize(params_.capacity * kCodeWords);
   vectors_.resize(params_.capacity * params_.dim);
   slot_template_.resize(params_.capacity, -1);
   slot_subject_.resize(params_.capacity, -1);
@@ -39,6 +46,7 @@ void Gallery::ensure_capacity(size_t needed) {
   size_t capacity = params_.capacity;
   while (capacity < needed) capacity *= 2;
   index_->resizeIndex(capacity);
+  codes_.resize(capacity * kCodeWords);
   vectors_.resize(capacity * params_.dim);
   slot_template_.resize(capacity, -1);
   slot_subject_.resize(capacity, -1);
@@ -61,6 +69,7 @@ void Gallery::add(const int64_t* template_ids, const int64_t* subject_ids, const
       slot = used_slots_++;
     }
     std::copy(vector, vector + params_.dim, vectors_.begin() + slot * params_.dim);
+    encode(vector, codes_.data() + slot * kCodeWords);
     slot_template_[slot] = template_ids[i];
     slot_subject_[slot] = subject_ids[i];
     live_[slot] = 1;
@@ -113,6 +122,46 @@ float Gallery::similarity(const float* a, const float* b) const {
   return 1.0f - distance_(a, b, distance_param_);
 }
 
+void Gallery::encode(const float* vector, uint64_t* code) const {
+  for (size_t word = 0; word < kCodeWords; ++word) {
+    uint64_t bits = 0;
+    for (size_t bit = 0; bit < 64; ++bit) {
+      const float* plane = projections_.data() + (word * 64 + bit) * params_.dim;
+      float dot = 0.f;
+      for (size_t d = 0; d < params_.dim; ++d) dot += plane[d] * vector[d];
+      bits |= static_cast<uint64_t>(dot >= 0.f) << bit;
+    }
+    code[word] = bits;
+  }
+}
+
+void Gallery::code_scan(const float* query, size_t top_k, std::unordered_map<int64_t, Candidate>& best) const {
+  uint64_t query_code[kCodeWords];
+  encode(query, query_code);
+  size_t live = used_slots_ - free_slots_.size();
+  size_t wanted = std::min(live, std::max({params_.min_candidates, live / params_.candidate_divisor, top_k * 8}));
+  // Pass 1: Hamming distance of every live slot, and their histogram (distances are 0..256).
+  std::vector<uint16_t> distances(used_slots_);
+  std::vector<uint32_t> histogram(kCodeBits + 2, 0);
+  for (size_t slot = 0; slot < used_slots_; ++slot) {
+    const uint64_t* code = codes_.data() + slot * kCodeWords;
+    uint32_t distance = 0;
+    for (size_t word = 0; word < kCodeWords; ++word) distance += __builtin_popcountll(code[word] ^ query_code[word]);
+    distance = live_[slot] ? distance : kCodeBits + 1;
+    distances[slot] = static_cast<uint16_t>(distance);
+    ++histogram[distance];
+  }
+  // The smallest cut-off that keeps at least `wanted` candidates.
+  size_t cutoff = 0, kept = 0;
+  while (cutoff <= kCodeBits && kept + histogram[cutoff] < wanted) kept += histogram[cutoff++];
+  // Pass 2: exact float scores of the candidates, best template per subject.
+  std::vector<size_t> candidates;
+  candidates.reserve(kept + histogram[std::min(cutoff, kCodeBits)]);
+  for (size_t slot = 0; slot < used_slots_; ++slot)
+    if (distances[slot] <= cutoff) candidates.push_back(slot);
+  scan_slots(query, candidates, best);
+}
+
 void Gallery::scan_slots(const float* query, const std::vector<size_t>& slots,
                          std::unordered_map<int64_t, Candidate>& best) const {
   for (size_t slot : slots) {
@@ -150,6 +199,9 @@ void Gallery::search_one(const float* query, size_t top_k, float threshold, floa
   } else if (allowed == nullptr && live <= params_.exact_below) {
     plan = Plan::kExactScan;
     scan_all(query, best);
+  } else if (allowed == nullptr && !params_.graph_for_global) {
+    plan = Plan::kCodeScan;
+    code_scan(query, top_k, best);
   } else {
     // Several templates per subject: ask the graph for more templates than subjects wanted.
     size_t k = std::min(live, std::max<size_t>(top_k * 8, 32));
@@ -249,7 +301,7 @@ size_t Gallery::memory_bytes() const {
   std::shared_lock lock(mutex_);
   size_t graph = index_->max_elements_ * index_->size_data_per_element_ +
                  index_->cur_element_count * index_->size_links_per_element_ / std::max<size_t>(index_->M_, 1);
-  return graph + vectors_.size() * sizeof(float) + params_.capacity * (2 * sizeof(int64_t) + 1) +
+  return graph + vectors_.size() * sizeof(float) + codes_.size() * sizeof(uint64_t) + params_.capacity * (2 * sizeof(int64_t) + 1) +
          template_slot_.size() * 32 + subject_slots_.size() * 48;
 }
 
@@ -267,6 +319,11 @@ void Gallery::set_ef(size_t ef) {
   std::unique_lock lock(mutex_);
   params_.ef_search = ef;
   index_->setEf(ef);
+}
+
+void Gallery::set_graph_for_global(bool graph) {
+  std::unique_lock lock(mutex_);
+  params_.graph_for_global = graph;
 }
 
 void Gallery::templates(std::vector<int64_t>& template_ids, std::vector<int64_t>& subject_ids,

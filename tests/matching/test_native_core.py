@@ -31,18 +31,26 @@ def _brute_force(
     return np.array(best_subjects), np.array(best_scores, dtype=np.float32)
 
 
-@pytest.mark.parametrize("exact_below", [100_000, 0], ids=["exact-plan", "graph-plan"])
-def test_search_equals_brute_force_with_several_templates_per_subject(exact_below: int) -> None:
+@pytest.mark.parametrize(
+    ("exact_below", "graph", "plan"),
+    [(100_000, False, Plan.EXACT_SCAN), (0, True, Plan.GRAPH), (0, False, Plan.CODE_SCAN)],
+    ids=["exact-plan", "graph-plan", "code-scan-plan"],
+)
+def test_search_equals_brute_force_with_several_templates_per_subject(
+    exact_below: int, graph: bool, plan: Plan
+) -> None:
     vectors = _unit(3000)
     subjects = np.arange(3000, dtype=np.int64) // 3  # three templates per subject
-    gallery = Gallery(dim=64, capacity=64, M=16, ef_construction=200, ef_search=400, exact_below=exact_below)
+    gallery = Gallery(
+        dim=64, capacity=64, M=16, ef_construction=200, ef_search=400, exact_below=exact_below, graph_for_global=graph
+    )
     gallery.add(np.arange(3000, dtype=np.int64), subjects, vectors)
     queries = _unit(200, seed=1)
     queries = (queries + vectors[:200] * 2).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     result = gallery.search(queries, top_k=5, threshold=0.5, margin=0.05)
     expected_subjects, expected_scores = _brute_force(vectors, subjects, queries, 5)
-    assert set(result.plans.tolist()) == {Plan.EXACT_SCAN.value if exact_below else Plan.GRAPH.value}
+    assert set(result.plans.tolist()) == {plan.value}
     np.testing.assert_array_equal(result.subjects[:, 0], expected_subjects[:, 0])
     if exact_below:
         np.testing.assert_array_equal(result.subjects, expected_subjects)
@@ -134,7 +142,7 @@ def test_bad_input_raises_value_error() -> None:
 
 def test_concurrent_search_while_adding() -> None:
     vectors = _unit(4000)
-    gallery = Gallery(dim=64, capacity=64, exact_below=0)
+    gallery = Gallery(dim=64, capacity=64, exact_below=0, graph_for_global=True)
     gallery.add(np.arange(1000, dtype=np.int64), np.arange(1000, dtype=np.int64), vectors[:1000].copy())
     errors: list[BaseException] = []
     done = threading.Event()

@@ -32,7 +32,14 @@
 namespace retailface {
 
 enum class Decision : int8_t { kMatch = 1, kNoMatch = 2, kAmbiguous = 3 };
-enum class Plan : int8_t { kEmpty = 0, kExactScan = 1, kGraph = 2, kFilteredScan = 3, kFilteredGraph = 4 };
+enum class Plan : int8_t {
+  kEmpty = 0,
+  kExactScan = 1,
+  kGraph = 2,
+  kFilteredScan = 3,
+  kFilteredGraph = 4,
+  kCodeScan = 5,
+};
 
 struct GalleryParams {
   size_t dim = 128;
@@ -43,7 +50,17 @@ struct GalleryParams {
   size_t threads = 2;
   size_t exact_below = 20000;        // galleries up to this size are always scanned exactly
   size_t filtered_scan_below = 4096; // filters selecting up to this many templates are scanned exactly
+  bool graph_for_global = false;      // large unfiltered galleries: hnswlib graph instead of the code scan
+  size_t min_candidates = 256;        // code scan: templates re-ranked in float, at least...
+  size_t candidate_divisor = 100;     // ...and one in this many of the gallery
 };
+
+// Sign codes of random projections (SimHash): the Hamming distance between two codes estimates the
+// angle between the vectors whatever their spectrum, so a scan of 32-byte codes finds the few
+// candidates worth an exact float comparison. Face queries sit far from every template, where a
+// graph walk loses its way; an exhaustive scan of compact codes does not.
+constexpr size_t kCodeBits = 256;
+constexpr size_t kCodeWords = kCodeBits / 64;
 
 struct SearchOutput {
   size_t n = 0, top_k = 0;
@@ -72,6 +89,7 @@ class Gallery {
   GalleryParams params() const;
   void set_threads(size_t threads);
   void set_ef(size_t ef);
+  void set_graph_for_global(bool graph);
   // Copies of every live template, for snapshots.
   void templates(std::vector<int64_t>& template_ids, std::vector<int64_t>& subject_ids,
                  std::vector<float>& vectors) const;
@@ -92,6 +110,8 @@ class Gallery {
                   std::unordered_map<int64_t, Candidate>& best) const;
   void scan_all(const float* query, std::unordered_map<int64_t, Candidate>& best) const;
   float similarity(const float* a, const float* b) const;
+  void encode(const float* vector, uint64_t* code) const;
+  void code_scan(const float* query, size_t top_k, std::unordered_map<int64_t, Candidate>& best) const;
 
   GalleryParams params_;
   hnswlib::InnerProductSpace space_;
@@ -99,6 +119,8 @@ class Gallery {
   void* distance_param_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
   std::vector<float> vectors_;
+  std::vector<float> projections_;  // kCodeBits x dim, fixed seed
+  std::vector<uint64_t> codes_;     // kCodeWords per slot
   std::vector<int64_t> slot_template_, slot_subject_;
   std::vector<uint8_t> live_;
   std::vector<size_t> free_slots_;
