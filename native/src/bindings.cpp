@@ -92,7 +92,7 @@ PYBIND11_MODULE(_matcher, m) {
            py::arg("dim"), py::arg("capacity") = 1024, py::arg("M") = 16, py::arg("ef_construction") = 200,
            py::arg("ef_search") = 64, py::arg("threads") = 2, py::arg("exact_below") = 20000,
            py::arg("filtered_scan_below") = 4096, py::arg("graph_for_global") = false,
-           py::arg("min_candidates") = 256, py::arg("candidate_divisor") = 100)
+           py::arg("min_candidates") = 256, py::arg("candidate_divisor") = 400)
       .def(
           "add",
           [](Gallery& self, const py::array& template_ids, const py::array& subject_ids, const py::array& vectors) {

@@ -126,10 +126,9 @@ void Gallery::encode(const float* vector, uint64_t* code) const {
   for (size_t word = 0; word < kCodeWords; ++word) {
     uint64_t bits = 0;
     for (size_t bit = 0; bit < 64; ++bit) {
-      const float* plane = projections_.data() + (word * 64 + bit) * params_.dim;
-      float dot = 0.f;
-      for (size_t d = 0; d < params_.dim; ++d) dot += plane[d] * vector[d];
-      bits |= static_cast<uint64_t>(dot >= 0.f) << bit;
+      // hnswlib's SIMD inner product: 1 - <plane, vector> <= 1 means the dot product is >= 0.
+      float distance = distance_(projections_.data() + (word * 64 + bit) * params_.dim, vector, distance_param_);
+      bits |= static_cast<uint64_t>(distance <= 1.0f) << bit;
     }
     code[word] = bits;
   }
@@ -140,11 +139,15 @@ void Gallery::code_scan(const float* query, size_t top_k, std::unordered_map<int
   encode(query, query_code);
   size_t live = used_slots_ - free_slots_.size();
   size_t wanted = std::min(live, std::max({params_.min_candidates, live / params_.candidate_divisor, top_k * 8}));
+  // Per-thread buffers: a query must not allocate in proportion to the gallery.
+  thread_local std::vector<uint16_t> distances;
+  thread_local std::vector<size_t> candidates;
+  distances.resize(used_slots_);
   // Pass 1: Hamming distance of every live slot, and their histogram (distances are 0..256).
-  std::vector<uint16_t> distances(used_slots_);
-  std::vector<uint32_t> histogram(kCodeBits + 2, 0);
+  uint32_t histogram[kCodeBits + 2] = {};
+  const uint64_t* codes = codes_.data();
   for (size_t slot = 0; slot < used_slots_; ++slot) {
-    const uint64_t* code = codes_.data() + slot * kCodeWords;
+    const uint64_t* code = codes + slot * kCodeWords;
     uint32_t distance = 0;
     for (size_t word = 0; word < kCodeWords; ++word) distance += __builtin_popcountll(code[word] ^ query_code[word]);
     distance = live_[slot] ? distance : kCodeBits + 1;
@@ -154,12 +157,23 @@ void Gallery::code_scan(const float* query, size_t top_k, std::unordered_map<int
   // The smallest cut-off that keeps at least `wanted` candidates.
   size_t cutoff = 0, kept = 0;
   while (cutoff <= kCodeBits && kept + histogram[cutoff] < wanted) kept += histogram[cutoff++];
-  // Pass 2: exact float scores of the candidates, best template per subject.
-  std::vector<size_t> candidates;
-  candidates.reserve(kept + histogram[std::min(cutoff, kCodeBits)]);
+  // Pass 2: exact float scores of the candidates; only the best few become subjects.
+  candidates.clear();
   for (size_t slot = 0; slot < used_slots_; ++slot)
     if (distances[slot] <= cutoff) candidates.push_back(slot);
-  scan_slots(query, candidates, best);
+  thread_local std::vector<std::pair<float, size_t>> scored;
+  scored.clear();
+  for (size_t slot : candidates) scored.emplace_back(similarity(query, vectors_.data() + slot * params_.dim), slot);
+  // Enough templates to fill top_k distinct subjects even when members have several templates.
+  size_t keep = std::min(scored.size(), std::max<size_t>(top_k * 16, 64));
+  std::partial_sort(scored.begin(), scored.begin() + keep, scored.end(),
+                    [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = 0; i < keep; ++i) {
+    auto [score, slot] = scored[i];
+    auto& entry = best.try_emplace(slot_subject_[slot], Candidate{slot_subject_[slot], slot_template_[slot], -2.f})
+                      .first->second;
+    if (score > entry.score) entry = Candidate{slot_subject_[slot], slot_template_[slot], score};
+  }
 }
 
 void Gallery::scan_slots(const float* query, const std::vector<size_t>& slots,

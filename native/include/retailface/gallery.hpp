@@ -52,7 +52,7 @@ struct GalleryParams {
   size_t filtered_scan_below = 4096; // filters selecting up to this many templates are scanned exactly
   bool graph_for_global = false;      // large unfiltered galleries: hnswlib graph instead of the code scan
   size_t min_candidates = 256;        // code scan: templates re-ranked in float, at least...
-  size_t candidate_divisor = 100;     // ...and one in this many of the gallery
+  size_t candidate_divisor = 400;     // ...and one in this many of the gallery
 };
 
 // Sign codes of random projections (SimHash): the Hamming distance between two codes estimates the
