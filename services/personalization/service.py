@@ -878,7 +878,7 @@ class PersonalizationService:
             alert_id=uuid.uuid4().hex,
             kind="dissatisfaction",
             store_id=event.store_id,
-            message=f"{who} at {event.lane_id} may need help; please check in discreetly.",
+            message=f"{who} at {_lane_label(event.lane_id)} may need help; please check in discreetly.",
             raised_at=event.at,
             zone_id=event.zone_id,
             lane_id=event.lane_id,
@@ -1612,3 +1612,9 @@ def _normalised_candidates(candidates: list[Candidate], ceiling: float = 1.0) ->
 
 def _normalised(candidates: list[Candidate], source: str, detail: str, ceiling: float = 1.0) -> list[_Row]:
     return [_Row(c, source, detail) for c in _normalised_candidates(candidates, ceiling)]
+
+
+def _lane_label(lane_id: str | None) -> str:
+    """'3' -> 'lane 3'; ids that already say so ('lane-3', 'Lane 3') stay as they are."""
+    lane = (lane_id or "").strip()
+    return lane if lane.lower().startswith("lane") or not lane else f"lane {lane}"
