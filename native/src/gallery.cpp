@@ -140,30 +140,48 @@ void Gallery::code_scan(const float* query, size_t top_k, std::unordered_map<int
   size_t live = used_slots_ - free_slots_.size();
   size_t wanted = std::min(live, std::max({params_.min_candidates, live / params_.candidate_divisor, top_k * 8}));
   // Per-thread buffers: a query must not allocate in proportion to the gallery.
-  thread_local std::vector<uint16_t> distances;
-  thread_local std::vector<size_t> candidates;
-  distances.resize(used_slots_);
-  // Pass 1: Hamming distance of every live slot, and their histogram (distances are 0..256).
-  uint32_t histogram[kCodeBits + 2] = {};
+  thread_local std::vector<std::pair<uint16_t, size_t>> candidates;
   const uint64_t* codes = codes_.data();
-  for (size_t slot = 0; slot < used_slots_; ++slot) {
+  auto distance_of = [&](size_t slot) {
     const uint64_t* code = codes + slot * kCodeWords;
     uint32_t distance = 0;
     for (size_t word = 0; word < kCodeWords; ++word) distance += __builtin_popcountll(code[word] ^ query_code[word]);
-    distance = live_[slot] ? distance : kCodeBits + 1;
-    distances[slot] = static_cast<uint16_t>(distance);
-    ++histogram[distance];
-  }
-  // The smallest cut-off that keeps at least `wanted` candidates.
-  size_t cutoff = 0, kept = 0;
-  while (cutoff <= kCodeBits && kept + histogram[cutoff] < wanted) kept += histogram[cutoff++];
-  // Pass 2: exact float scores of the candidates; only the best few become subjects.
+    return live_[slot] ? distance : static_cast<uint32_t>(kCodeBits + 1);
+  };
+  auto cutoff_for = [](const uint32_t* histogram, size_t needed) {
+    size_t cutoff = 0, kept = 0;
+    while (cutoff <= kCodeBits && kept + histogram[cutoff] < needed) kept += histogram[cutoff++];
+    return cutoff;
+  };
+  // One pass over the codes: a 1-in-16 sample estimates the cut-off (with a margin), the full pass keeps
+  // every slot under it and counts the exact histogram; a second pass runs only if the estimate was short.
+  constexpr size_t kStride = 16;
+  uint32_t sample[kCodeBits + 2] = {};
+  for (size_t slot = 0; slot < used_slots_; slot += kStride) ++sample[distance_of(slot)];
+  size_t estimate = std::min(kCodeBits, cutoff_for(sample, wanted / kStride * 2 + 8) + 2);
   candidates.clear();
-  for (size_t slot = 0; slot < used_slots_; ++slot)
-    if (distances[slot] <= cutoff) candidates.push_back(slot);
+  for (size_t slot = 0; slot < used_slots_; ++slot) {
+    uint32_t distance = distance_of(slot);
+    if (distance <= estimate) candidates.emplace_back(static_cast<uint16_t>(distance), slot);
+  }
+  // Every slot within the estimate is a candidate, so their histogram is the true one up to it.
+  uint32_t histogram[kCodeBits + 2] = {};
+  for (const auto& candidate : candidates) ++histogram[candidate.first];
+  size_t cutoff = candidates.size() >= wanted ? cutoff_for(histogram, wanted) : kCodeBits + 1;
+  if (cutoff > estimate) {  // rare: the sample under-estimated; count everything, collect again
+    std::fill(std::begin(histogram), std::end(histogram), 0u);
+    for (size_t slot = 0; slot < used_slots_; ++slot) ++histogram[distance_of(slot)];
+    cutoff = cutoff_for(histogram, wanted);
+    candidates.clear();
+    for (size_t slot = 0; slot < used_slots_; ++slot) {
+      uint32_t distance = distance_of(slot);
+      if (distance <= cutoff) candidates.emplace_back(static_cast<uint16_t>(distance), slot);
+    }
+  }
   thread_local std::vector<std::pair<float, size_t>> scored;
   scored.clear();
-  for (size_t slot : candidates) scored.emplace_back(similarity(query, vectors_.data() + slot * params_.dim), slot);
+  for (auto [distance, slot] : candidates)
+    if (distance <= cutoff) scored.emplace_back(similarity(query, vectors_.data() + slot * params_.dim), slot);
   // Enough templates to fill top_k distinct subjects even when members have several templates.
   size_t keep = std::min(scored.size(), std::max<size_t>(top_k * 16, 64));
   std::partial_sort(scored.begin(), scored.begin() + keep, scored.end(),
