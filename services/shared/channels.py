@@ -8,8 +8,9 @@ from typing import Any
 
 import grpc
 
+from retailface.client.connection import MetadataInterceptor
 from retailface.services.shared.config import ServiceConfig
-from retailface.services.shared.logging import REQUEST_ID_KEY, current_request_id
+from retailface.services.shared.logging import current_request_id
 
 # round_robin over every address the name resolves to (headless Services in Kubernetes), so that
 # added detection/embedding replicas share the load instead of one pod taking every call.
@@ -30,49 +31,6 @@ RETRY_SERVICE_CONFIG = json.dumps(
         ],
     }
 )
-
-
-class _CallerMetadata(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
-    """Adds the bearer token and the current request id to every outgoing call."""
-
-    def __init__(self, token: str | None) -> None:
-        self._token = token
-
-    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        metadata = list(details.metadata or ())
-        if self._token:
-            metadata.append(("authorization", f"Bearer {self._token}"))
-        request_id = current_request_id()
-        if request_id and not any(key == REQUEST_ID_KEY for key, _ in metadata):
-            metadata.append((REQUEST_ID_KEY, request_id))
-        return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
-
-    def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
-        return continuation(self._details(details), request_iterator)
-
-    def intercept_stream_stream(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
-        return continuation(self._details(details), request_iterator)
-
-
-class _Details(grpc.ClientCallDetails):
-    def __init__(self, base: grpc.ClientCallDetails, metadata: list[tuple[str, str]]) -> None:
-        self.method = base.method
-        self.timeout = base.timeout
-        self.metadata = metadata
-        self.credentials = base.credentials
-        self.wait_for_ready = getattr(base, "wait_for_ready", None)
-        self.compression = getattr(base, "compression", None)
 
 
 def open_channel(target: str, cfg: ServiceConfig, token: str | None = None) -> grpc.Channel:
@@ -97,4 +55,4 @@ def open_channel(target: str, cfg: ServiceConfig, token: str | None = None) -> g
             certificate_chain=cert.read_bytes() if cert else None,
         )
         channel = grpc.secure_channel(target, credentials, options=options)
-    return grpc.intercept_channel(channel, _CallerMetadata(token))
+    return grpc.intercept_channel(channel, MetadataInterceptor(token, current_request_id))

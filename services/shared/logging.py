@@ -12,7 +12,8 @@ import sys
 
 import structlog
 
-REQUEST_ID_KEY = "x-request-id"
+# One header name on both sides of a call (re-exported for the server).
+from retailface.client.connection import REQUEST_ID_KEY as REQUEST_ID_KEY
 
 
 def configure(service: str, level: str = "info", fmt: str = "json") -> None:

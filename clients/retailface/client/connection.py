@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,22 +12,31 @@ import grpc
 
 DEFAULT_TARGET = "127.0.0.1:50050"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+REQUEST_ID_KEY = "x-request-id"
 
 
-class _Auth(
+class MetadataInterceptor(
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
     grpc.StreamUnaryClientInterceptor,
     grpc.StreamStreamClientInterceptor,
 ):
-    def __init__(self, token: str) -> None:
+    """Adds the bearer token and a request id (unless the call sets one) to every outgoing call.
+
+    `request_id` gives the id for a call: a new one for an edge client, the current request's
+    for a service calling another service.
+    """
+
+    def __init__(self, token: str | None, request_id: Callable[[], str | None]) -> None:
         self._token = token
+        self._request_id = request_id
 
     def _details(self, details: Any) -> Any:
         metadata = list(details.metadata or ())
-        metadata.append(("authorization", f"Bearer {self._token}"))
-        if not any(key == "x-request-id" for key, _ in metadata):
-            metadata.append(("x-request-id", uuid.uuid4().hex))
+        if self._token:
+            metadata.append(("authorization", f"Bearer {self._token}"))
+        if not any(key == REQUEST_ID_KEY for key, _ in metadata) and (request_id := self._request_id()):
+            metadata.append((REQUEST_ID_KEY, request_id))
         return details._replace(metadata=metadata)
 
     def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
@@ -83,4 +93,4 @@ def connect(
             certificate_chain=Path(cert).read_bytes() if cert else None,
         )
         channel = grpc.secure_channel(target, credentials, options=options)
-    return Connection(grpc.intercept_channel(channel, _Auth(token)))
+    return Connection(grpc.intercept_channel(channel, MetadataInterceptor(token, lambda: uuid.uuid4().hex)))
