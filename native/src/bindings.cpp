@@ -51,6 +51,8 @@ struct PySearchResult {
 PYBIND11_MODULE(_matcher, m) {
   m.doc() = "RetailFace native matcher: a face gallery over hnswlib with exact and filtered plans";
   m.attr("HNSWLIB_VERSION") = "0.8.0";
+  // Code path the scan kernels took on this CPU: "avx512" (with VPOPCNTDQ) or the "x86-64-v3" baseline.
+  m.attr("ISA") = Gallery::isa();
 
   py::enum_<retailface::Decision>(m, "Decision")
       .value("MATCH", retailface::Decision::kMatch)

@@ -1,19 +1,23 @@
 #include "retailface/gallery.hpp"
 
+#include <atomic>
+#include <cstring>
+#include <exception>
+#include <limits>
 #include <random>
 
 namespace retailface {
 
 namespace {
 
+constexpr size_t kMaxFilters = 8;
+
 // Filter inside hnswlib's graph walk: only templates of allowed subjects are returned.
 class SubjectFilter : public hnswlib::BaseFilterFunctor {
  public:
   SubjectFilter(const std::vector<int64_t>& slot_subject, const std::unordered_set<int64_t>& allowed)
       : slot_subject_(slot_subject), allowed_(allowed) {}
-  bool operator()(hnswlib::labeltype label) override {
-    return allowed_.count(slot_subject_[label]) != 0;
-  }
+  bool operator()(hnswlib::labeltype label) override { return allowed_.count(slot_subject_[label]) != 0; }
 
  private:
   const std::vector<int64_t>& slot_subject_;
@@ -22,10 +26,53 @@ class SubjectFilter : public hnswlib::BaseFilterFunctor {
 
 }  // namespace
 
-Gallery::Gallery(const GalleryParams& params)
-    : params_(params), space_(params.dim), distance_(space_.get_dist_func()), distance_param_(space_.get_dist_func_param()) {
+class Gallery::TopSubjects {
+ public:
+  struct Entry {
+    int64_t subject;
+    int64_t template_id;
+    float score;
+  };
+
+  explicit TopSubjects(size_t capacity) : capacity_(capacity) { entries_.reserve(capacity + 1); }
+
+  // O(capacity) per template that beats the current floor, one comparison otherwise. A subject pushed
+  // out by `capacity` better subjects can never be among the best, so forgetting it loses nothing.
+  void offer(int64_t subject, int64_t template_id, float score) {
+    if (entries_.size() == capacity_ && !better(score, subject, entries_.back())) return;
+    size_t at = entries_.size();
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      if (entries_[i].subject == subject) {
+        if (!(score > entries_[i].score)) return;
+        at = i;
+        break;
+      }
+    }
+    if (at == entries_.size()) {
+      if (entries_.size() == capacity_) at = capacity_ - 1;
+      else entries_.push_back({});
+    }
+    entries_[at] = {subject, template_id, score};
+    while (at > 0 && better(entries_[at].score, entries_[at].subject, entries_[at - 1])) {
+      std::swap(entries_[at], entries_[at - 1]);
+      --at;
+    }
+  }
+
+  const std::vector<Entry>& entries() const { return entries_; }
+
+ private:
+  static bool better(float score, int64_t subject, const Entry& other) {
+    return score > other.score || (score == other.score && subject < other.subject);
+  }
+  size_t capacity_;
+  std::vector<Entry> entries_;
+};
+
+Gallery::Gallery(const GalleryParams& params) : params_(params), space_(params.dim) {
   if (params_.dim == 0) throw std::invalid_argument("dim must be positive");
   params_.capacity = std::max<size_t>(params_.capacity, 16);
+  params_.capacity = (params_.capacity + kernels::kLanes - 1) / kernels::kLanes * kernels::kLanes;
   params_.threads = std::max<size_t>(params_.threads, 1);
   index_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(&space_, params_.capacity, params_.M,
                                                               params_.ef_construction, 100, false);
@@ -43,6 +90,7 @@ Gallery::Gallery(const GalleryParams& params)
 
 void Gallery::ensure_capacity(size_t needed) {
   if (needed <= params_.capacity) return;
+  if (needed > std::numeric_limits<uint32_t>::max()) throw std::length_error("gallery capacity is limited to 2^32 slots");
   size_t capacity = params_.capacity;
   while (capacity < needed) capacity *= 2;
   index_->resizeIndex(capacity);
@@ -54,30 +102,78 @@ void Gallery::ensure_capacity(size_t needed) {
   params_.capacity = capacity;
 }
 
+template <typename Work>
+void Gallery::parallel_for(size_t count, Work&& work) const {
+  size_t workers = std::min(params_.threads, count);
+  if (workers <= 1) {
+    for (size_t i = 0; i < count; ++i) work(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  auto worker = [&] {
+    try {
+      for (size_t i = next++; i < count; i = next++) work(i);
+    } catch (...) {
+      std::lock_guard guard(failure_mutex);
+      if (!failure) failure = std::current_exception();
+      next = count;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t w = 1; w < workers; ++w) pool.emplace_back(worker);
+  worker();  // the calling thread is one of the workers
+  for (auto& thread : pool) thread.join();
+  if (failure) std::rethrow_exception(failure);
+}
+
 void Gallery::add(const int64_t* template_ids, const int64_t* subject_ids, const float* vectors, size_t n) {
   std::unique_lock lock(mutex_);
+  ++version_;
+  // Book-keeping first, serially; then codes and graph inserts for the new slots on every thread.
+  size_t fresh = n > free_slots_.size() ? n - free_slots_.size() : 0;
+  ensure_capacity(used_slots_ + fresh);
+  std::vector<size_t> inserted;  // slots handed out by this call, each once
+  std::unordered_set<size_t> in_this_call;
+  inserted.reserve(n);
   for (size_t i = 0; i < n; ++i) {
-    const float* vector = vectors + i * params_.dim;
-    auto existing = template_slot_.find(template_ids[i]);
-    if (existing != template_slot_.end()) remove_slot(existing->second);
     size_t slot;
-    if (!free_slots_.empty()) {
-      slot = free_slots_.back();
-      free_slots_.pop_back();
+    auto existing = template_slot_.find(template_ids[i]);
+    if (existing != template_slot_.end() && in_this_call.count(existing->second)) {
+      // The same template id twice in one call: the later row wins, in the slot not yet in the graph.
+      slot = existing->second;
+      auto& old_slots = subject_slots_[slot_subject_[slot]];
+      old_slots.erase(std::remove(old_slots.begin(), old_slots.end(), slot), old_slots.end());
+      if (old_slots.empty()) subject_slots_.erase(slot_subject_[slot]);
     } else {
-      ensure_capacity(used_slots_ + 1);
-      slot = used_slots_++;
+      if (existing != template_slot_.end()) remove_slot(existing->second);
+      if (!free_slots_.empty()) {
+        slot = free_slots_.back();
+        free_slots_.pop_back();
+      } else {
+        ensure_capacity(used_slots_ + 1);
+        slot = used_slots_++;
+      }
+      inserted.push_back(slot);
+      in_this_call.insert(slot);
     }
+    const float* vector = vectors + i * params_.dim;
     std::copy(vector, vector + params_.dim, vectors_.begin() + slot * params_.dim);
-    encode(vector, codes_.data() + slot * kCodeWords);
     slot_template_[slot] = template_ids[i];
     slot_subject_[slot] = subject_ids[i];
     live_[slot] = 1;
     template_slot_[template_ids[i]] = slot;
     subject_slots_[subject_ids[i]].push_back(slot);
+  }
+  parallel_for(inserted.size(), [&](size_t i) {
+    size_t slot = inserted[i];
+    uint64_t code[kCodeWords];
+    encode(vectors_.data() + slot * params_.dim, code);
+    store_code(slot, code);
     // A reused slot's label is marked deleted in the graph: addPoint un-deletes and updates it.
     index_->addPoint(vectors_.data() + slot * params_.dim, slot);
-  }
+  });
 }
 
 void Gallery::remove_slot(size_t slot) {
@@ -98,6 +194,7 @@ void Gallery::remove_slot(size_t slot) {
 
 size_t Gallery::remove(const int64_t* template_ids, size_t n) {
   std::unique_lock lock(mutex_);
+  ++version_;
   size_t removed = 0;
   for (size_t i = 0; i < n; ++i) {
     auto found = template_slot_.find(template_ids[i]);
@@ -110,6 +207,7 @@ size_t Gallery::remove(const int64_t* template_ids, size_t n) {
 
 size_t Gallery::remove_subject(int64_t subject_id) {
   std::unique_lock lock(mutex_);
+  ++version_;
   auto found = subject_slots_.find(subject_id);
   if (found == subject_slots_.end()) return 0;
   std::vector<size_t> slots = found->second;
@@ -117,160 +215,177 @@ size_t Gallery::remove_subject(int64_t subject_id) {
   return slots.size();
 }
 
-float Gallery::similarity(const float* a, const float* b) const {
-  // hnswlib's SIMD inner-product distance is 1 - <a, b>.
-  return 1.0f - distance_(a, b, distance_param_);
-}
-
 void Gallery::encode(const float* vector, uint64_t* code) const {
   for (size_t word = 0; word < kCodeWords; ++word) {
     uint64_t bits = 0;
     for (size_t bit = 0; bit < 64; ++bit) {
-      // hnswlib's SIMD inner product: 1 - <plane, vector> <= 1 means the dot product is >= 0.
-      float distance = distance_(projections_.data() + (word * 64 + bit) * params_.dim, vector, distance_param_);
-      bits |= static_cast<uint64_t>(distance <= 1.0f) << bit;
+      float projection = kernels::dot(projections_.data() + (word * 64 + bit) * params_.dim, vector, params_.dim);
+      bits |= static_cast<uint64_t>(projection >= 0.0f) << bit;
     }
     code[word] = bits;
   }
 }
 
-void Gallery::code_scan(const float* query, size_t top_k, std::unordered_map<int64_t, Candidate>& best) const {
-  uint64_t query_code[kCodeWords];
-  encode(query, query_code);
+void Gallery::store_code(size_t slot, const uint64_t* code) {
+  uint64_t* block = codes_.data() + slot / kernels::kLanes * kernels::kBlockWords;
+  for (size_t word = 0; word < kCodeWords; ++word) block[word * kernels::kLanes + slot % kernels::kLanes] = code[word];
+}
+
+void Gallery::code_scan(const float* queries, size_t count, TopSubjects* best) const {
+  constexpr size_t kQueries = kernels::kMaxQueries;
+  uint64_t query_codes[kQueries * kCodeWords];
+  for (size_t q = 0; q < count; ++q) encode(queries + q * params_.dim, query_codes + q * kCodeWords);
   size_t live = used_slots_ - free_slots_.size();
-  size_t wanted = std::min(live, std::max({params_.min_candidates, live / params_.candidate_divisor, top_k * 8}));
-  // Per-thread buffers: a query must not allocate in proportion to the gallery.
-  thread_local std::vector<std::pair<uint16_t, size_t>> candidates;
-  const uint64_t* codes = codes_.data();
-  auto distance_of = [&](size_t slot) {
-    const uint64_t* code = codes + slot * kCodeWords;
-    uint32_t distance = 0;
-    for (size_t word = 0; word < kCodeWords; ++word) distance += __builtin_popcountll(code[word] ^ query_code[word]);
-    return live_[slot] ? distance : static_cast<uint32_t>(kCodeBits + 1);
-  };
+  size_t wanted = std::min(live, std::max(params_.min_candidates, live / params_.candidate_divisor));
+  size_t blocks = (used_slots_ + kernels::kLanes - 1) / kernels::kLanes;
   auto cutoff_for = [](const uint32_t* histogram, size_t needed) {
     size_t cutoff = 0, kept = 0;
     while (cutoff <= kCodeBits && kept + histogram[cutoff] < needed) kept += histogram[cutoff++];
     return cutoff;
   };
-  // One pass over the codes: a 1-in-16 sample estimates the cut-off (with a margin), the full pass keeps
-  // every slot under it and counts the exact histogram; a second pass runs only if the estimate was short.
-  constexpr size_t kStride = 16;
-  uint32_t sample[kCodeBits + 2] = {};
-  for (size_t slot = 0; slot < used_slots_; slot += kStride) ++sample[distance_of(slot)];
-  size_t estimate = std::min(kCodeBits, cutoff_for(sample, wanted / kStride * 2 + 8) + 2);
-  candidates.clear();
-  for (size_t slot = 0; slot < used_slots_; ++slot) {
-    uint32_t distance = distance_of(slot);
-    if (distance <= estimate) candidates.emplace_back(static_cast<uint16_t>(distance), slot);
-  }
-  // Every slot within the estimate is a candidate, so their histogram is the true one up to it.
-  uint32_t histogram[kCodeBits + 2] = {};
-  for (const auto& candidate : candidates) ++histogram[candidate.first];
-  size_t cutoff = candidates.size() >= wanted ? cutoff_for(histogram, wanted) : kCodeBits + 1;
-  if (cutoff > estimate) {  // rare: the sample under-estimated; count everything, collect again
-    std::fill(std::begin(histogram), std::end(histogram), 0u);
-    for (size_t slot = 0; slot < used_slots_; ++slot) ++histogram[distance_of(slot)];
-    cutoff = cutoff_for(histogram, wanted);
-    candidates.clear();
-    for (size_t slot = 0; slot < used_slots_; ++slot) {
-      uint32_t distance = distance_of(slot);
-      if (distance <= cutoff) candidates.emplace_back(static_cast<uint16_t>(distance), slot);
+  // A sample of whole blocks (1 in 16, so 1/16 of the memory) estimates each query's cut-off with a
+  // margin; one pass then keeps every slot under it, and their histogram is the true one up to it.
+  constexpr size_t kSampleEvery = 16;
+  uint32_t histograms[kQueries][kCodeBits + 2] = {};
+  uint16_t distances[kernels::kLanes];
+  for (size_t block = 0; block < blocks; block += kSampleEvery) {
+    for (size_t q = 0; q < count; ++q) {
+      kernels::hamming(codes_.data() + block * kernels::kBlockWords, query_codes + q * kCodeWords, 1, distances);
+      for (uint16_t distance : distances) ++histograms[q][distance];
     }
   }
-  thread_local std::vector<std::pair<float, size_t>> scored;
-  scored.clear();
-  for (auto [distance, slot] : candidates)
-    if (distance <= cutoff) scored.emplace_back(similarity(query, vectors_.data() + slot * params_.dim), slot);
-  // Enough templates to fill top_k distinct subjects even when members have several templates.
-  size_t keep = std::min(scored.size(), std::max<size_t>(top_k * 16, 64));
-  std::partial_sort(scored.begin(), scored.begin() + keep, scored.end(),
-                    [](const auto& a, const auto& b) { return a.first > b.first; });
-  for (size_t i = 0; i < keep; ++i) {
-    auto [score, slot] = scored[i];
-    auto& entry = best.try_emplace(slot_subject_[slot], Candidate{slot_subject_[slot], slot_template_[slot], -2.f})
-                      .first->second;
-    if (score > entry.score) entry = Candidate{slot_subject_[slot], slot_template_[slot], score};
+  uint32_t estimates[kQueries];
+  for (size_t q = 0; q < count; ++q)
+    estimates[q] = static_cast<uint32_t>(std::min(kCodeBits, cutoff_for(histograms[q], wanted / kSampleEvery * 2 + 8) + 2));
+  // Per-thread buffers: a query must not allocate in proportion to the gallery.
+  thread_local kernels::Candidates candidates[kQueries];
+  for (size_t q = 0; q < count; ++q) candidates[q].clear();
+  kernels::hamming_within(codes_.data(), blocks, query_codes, count, estimates, candidates);
+  for (size_t q = 0; q < count; ++q) {
+    auto& found = candidates[q];
+    const float* query = queries + q * params_.dim;
+    found.erase(std::remove_if(found.begin(), found.end(), [&](const auto& candidate) { return !live_[candidate.second]; }),
+                found.end());
+    uint32_t* histogram = histograms[q];
+    std::fill(histogram, histogram + kCodeBits + 2, 0u);
+    for (const auto& candidate : found) ++histogram[candidate.first];
+    size_t cutoff = cutoff_for(histogram, wanted);
+    if (found.size() < wanted) {  // rare: the sample under-estimated; take the cut-off from every slot
+      thread_local std::vector<uint16_t> all;
+      all.resize(blocks * kernels::kLanes);
+      kernels::hamming(codes_.data(), query_codes + q * kCodeWords, blocks, all.data());
+      std::fill(histogram, histogram + kCodeBits + 2, 0u);
+      for (size_t slot = 0; slot < used_slots_; ++slot)
+        if (live_[slot]) ++histogram[all[slot]];
+      cutoff = cutoff_for(histogram, wanted);
+      found.clear();
+      for (size_t slot = 0; slot < used_slots_; ++slot)
+        if (live_[slot] && all[slot] <= cutoff) found.emplace_back(all[slot], static_cast<uint32_t>(slot));
+    }
+    found.erase(std::remove_if(found.begin(), found.end(), [&](const auto& candidate) { return candidate.first > cutoff; }),
+                found.end());
+    // The re-rank reads scattered rows: fetch a few ahead so their cache misses overlap.
+    constexpr size_t kAhead = 4;
+    auto prefetch = [&](size_t slot) {
+      const char* row = reinterpret_cast<const char*>(vectors_.data() + slot * params_.dim);
+      for (size_t offset = 0; offset < params_.dim * sizeof(float); offset += 64) __builtin_prefetch(row + offset);
+    };
+    for (size_t i = 0; i < std::min(kAhead, found.size()); ++i) prefetch(found[i].second);
+    for (size_t i = 0; i < found.size(); ++i) {
+      if (i + kAhead < found.size()) prefetch(found[i + kAhead].second);
+      uint32_t slot = found[i].second;
+      best[q].offer(slot_subject_[slot], slot_template_[slot], similarity(slot, query));
+    }
   }
 }
 
-void Gallery::scan_slots(const float* query, const std::vector<size_t>& slots,
-                         std::unordered_map<int64_t, Candidate>& best) const {
-  for (size_t slot : slots) {
-    float score = similarity(query, vectors_.data() + slot * params_.dim);
-    auto& entry = best.try_emplace(slot_subject_[slot], Candidate{slot_subject_[slot], slot_template_[slot], -2.f})
-                      .first->second;
-    if (score > entry.score) entry = Candidate{slot_subject_[slot], slot_template_[slot], score};
+std::shared_ptr<const Gallery::FilterEntry> Gallery::filter_for(const int64_t* allowed, size_t allowed_count) const {
+  // Called under the shared lock, so version_ and the slot tables are stable here.
+  {
+    std::lock_guard guard(filter_mutex_);
+    for (size_t i = 0; i < filters_.size(); ++i) {
+      const auto& entry = filters_[i];
+      if (entry->version == version_ && entry->allowed.size() == allowed_count &&
+          std::memcmp(entry->allowed.data(), allowed, allowed_count * sizeof(int64_t)) == 0) {
+        auto hit = entry;
+        std::rotate(filters_.begin(), filters_.begin() + static_cast<std::ptrdiff_t>(i),
+                    filters_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+        return hit;
+      }
+    }
   }
+  auto entry = std::make_shared<FilterEntry>();
+  entry->version = version_;
+  entry->allowed.assign(allowed, allowed + allowed_count);
+  entry->subjects.insert(allowed, allowed + allowed_count);
+  for (int64_t subject : entry->subjects) {
+    auto found = subject_slots_.find(subject);
+    if (found == subject_slots_.end()) continue;
+    for (size_t slot : found->second) entry->slots.push_back(static_cast<uint32_t>(slot));
+  }
+  std::sort(entry->slots.begin(), entry->slots.end());  // memory order: a forward scan
+  std::lock_guard guard(filter_mutex_);
+  filters_.erase(std::remove_if(filters_.begin(), filters_.end(),
+                                [&](const auto& cached) { return cached->version != version_; }),
+                 filters_.end());
+  filters_.insert(filters_.begin(), entry);
+  if (filters_.size() > kMaxFilters) filters_.pop_back();
+  return entry;
 }
 
-void Gallery::scan_all(const float* query, std::unordered_map<int64_t, Candidate>& best) const {
-  for (size_t slot = 0; slot < used_slots_; ++slot) {
-    if (!live_[slot]) continue;
-    float score = similarity(query, vectors_.data() + slot * params_.dim);
-    auto& entry = best.try_emplace(slot_subject_[slot], Candidate{slot_subject_[slot], slot_template_[slot], -2.f})
-                      .first->second;
-    if (score > entry.score) entry = Candidate{slot_subject_[slot], slot_template_[slot], score};
-  }
-}
-
-void Gallery::search_one(const float* query, size_t top_k, float threshold, float margin,
-                         const std::unordered_set<int64_t>* allowed, size_t allowed_templates, SearchOutput& out,
-                         size_t row) const {
-  std::unordered_map<int64_t, Candidate> best;
-  Plan plan;
+Plan Gallery::choose_plan(const FilterEntry* filter) const {
   size_t live = used_slots_ - free_slots_.size();
-  if (live == 0 || (allowed != nullptr && allowed_templates == 0)) {
-    plan = Plan::kEmpty;
-  } else if (allowed != nullptr && (allowed_templates <= params_.filtered_scan_below || live <= params_.exact_below)) {
-    plan = Plan::kFilteredScan;
-    for (int64_t subject : *allowed) {
-      auto found = subject_slots_.find(subject);
-      if (found != subject_slots_.end()) scan_slots(query, found->second, best);
-    }
-  } else if (allowed == nullptr && live <= params_.exact_below) {
-    plan = Plan::kExactScan;
-    scan_all(query, best);
-  } else if (allowed == nullptr && !params_.graph_for_global) {
-    plan = Plan::kCodeScan;
-    code_scan(query, top_k, best);
-  } else {
-    // Several templates per subject: ask the graph for more templates than subjects wanted.
-    size_t k = std::min(live, std::max<size_t>(top_k * 8, 32));
-    std::unique_ptr<SubjectFilter> filter;
-    if (allowed != nullptr) filter = std::make_unique<SubjectFilter>(slot_subject_, *allowed);
-    plan = allowed != nullptr ? Plan::kFilteredGraph : Plan::kGraph;
-    auto found = index_->searchKnnCloserFirst(query, k, filter.get());
-    for (const auto& [distance, label] : found) {
-      float score = 1.0f - distance;
-      auto& entry = best.try_emplace(slot_subject_[label], Candidate{slot_subject_[label], slot_template_[label], -2.f})
-                        .first->second;
-      if (score > entry.score) entry = Candidate{slot_subject_[label], slot_template_[label], score};
+  if (live == 0 || (filter != nullptr && filter->slots.empty())) return Plan::kEmpty;
+  if (filter != nullptr) {
+    // A filtered graph walk visits about ef * M / selectivity nodes before it has ef allowed ones; an exact
+    // scan visits the allowed templates once. Scan while allowed^2 <= ef * M * live (32k templates of 1M).
+    double allowed = static_cast<double>(filter->slots.size());
+    bool scan = filter->slots.size() <= params_.filtered_scan_below || live <= params_.exact_below ||
+                allowed * allowed <= static_cast<double>(params_.ef_search * params_.M) * static_cast<double>(live);
+    return scan ? Plan::kFilteredScan : Plan::kFilteredGraph;
+  }
+  if (live <= params_.exact_below) return Plan::kExactScan;
+  return params_.graph_for_global ? Plan::kGraph : Plan::kCodeScan;
+}
+
+void Gallery::collect(Plan plan, const float* query, size_t top_k, const FilterEntry* filter, TopSubjects& best) const {
+  switch (plan) {
+    case Plan::kEmpty:
+      return;
+    case Plan::kFilteredScan:
+      for (uint32_t slot : filter->slots) best.offer(slot_subject_[slot], slot_template_[slot], similarity(slot, query));
+      return;
+    case Plan::kExactScan:
+      for (size_t slot = 0; slot < used_slots_; ++slot)
+        if (live_[slot]) best.offer(slot_subject_[slot], slot_template_[slot], similarity(slot, query));
+      return;
+    case Plan::kCodeScan:
+      code_scan(query, 1, &best);
+      return;
+    case Plan::kGraph:
+    case Plan::kFilteredGraph: {
+      // Several templates per subject: ask the graph for more templates than subjects wanted.
+      size_t k = std::min(used_slots_ - free_slots_.size(), std::max<size_t>(top_k * 8, 32));
+      std::unique_ptr<SubjectFilter> graph_filter;
+      if (filter != nullptr) graph_filter = std::make_unique<SubjectFilter>(slot_subject_, filter->subjects);
+      auto found = index_->searchKnnCloserFirst(query, k, graph_filter.get());
+      for (const auto& [distance, label] : found) best.offer(slot_subject_[label], slot_template_[label], 1.0f - distance);
+      return;
     }
   }
+}
 
-  std::vector<Candidate> ranked;
-  ranked.reserve(best.size());
-  for (const auto& [subject, candidate] : best) ranked.push_back(candidate);
-  size_t keep = std::min(top_k, ranked.size());
-  std::partial_sort(ranked.begin(), ranked.begin() + keep, ranked.end(), [](const Candidate& a, const Candidate& b) {
-    return a.score > b.score || (a.score == b.score && a.subject < b.subject);
-  });
+void Gallery::report(const TopSubjects& best, Plan plan, float threshold, float margin, SearchOutput& out, size_t row) {
+  const auto& ranked = best.entries();
+  size_t keep = std::min(out.top_k, ranked.size());
   for (size_t i = 0; i < keep; ++i) {
-    out.subjects[row * top_k + i] = ranked[i].subject;
-    out.template_ids[row * top_k + i] = ranked[i].template_id;
-    out.scores[row * top_k + i] = ranked[i].score;
+    out.subjects[row * out.top_k + i] = ranked[i].subject;
+    out.template_ids[row * out.top_k + i] = ranked[i].template_id;
+    out.scores[row * out.top_k + i] = ranked[i].score;
   }
   Decision decision = Decision::kNoMatch;
   if (!ranked.empty() && ranked[0].score >= threshold) {
-    // The runner-up is looked at even when top_k is 1: ambiguity must not depend on top_k.
-    float second = -2.f;
-    if (ranked.size() > 1) {
-      second = keep > 1 ? ranked[1].score : std::max_element(ranked.begin() + 1, ranked.end(),
-                                                             [](const Candidate& a, const Candidate& b) {
-                                                               return a.score < b.score;
-                                                             })->score;
-    }
+    float second = ranked.size() > 1 ? ranked[1].score : -2.f;
     decision = ranked[0].score - second >= margin ? Decision::kMatch : Decision::kAmbiguous;
   }
   out.decisions[row] = static_cast<int8_t>(decision);
@@ -290,32 +405,24 @@ SearchOutput Gallery::search(const float* queries, size_t n, size_t top_k, float
   out.plans.assign(n, static_cast<int8_t>(Plan::kEmpty));
 
   std::shared_lock lock(mutex_);
-  std::unique_ptr<std::unordered_set<int64_t>> allowed_set;
-  size_t allowed_templates = 0;
-  if (allowed != nullptr) {
-    allowed_set = std::make_unique<std::unordered_set<int64_t>>(allowed, allowed + allowed_count);
-    for (int64_t subject : *allowed_set) {
-      auto found = subject_slots_.find(subject);
-      if (found != subject_slots_.end()) allowed_templates += found->second.size();
+  std::shared_ptr<const FilterEntry> filter;
+  if (allowed != nullptr) filter = filter_for(allowed, allowed_count);
+  Plan plan = choose_plan(filter.get());
+  // Queries go in groups (of up to kMaxQueries for the code scan, which reads the codes once per group);
+  // groups are shared out to the workers as they finish.
+  size_t group = plan == Plan::kCodeScan ? kernels::kMaxQueries : 1;
+  size_t groups = (n + group - 1) / group;
+  parallel_for(groups, [&](size_t g) {
+    size_t begin = g * group, end = std::min(n, begin + group);
+    // Two subjects at least: the decision looks at the runner-up even when top_k is 1.
+    std::vector<TopSubjects> best(end - begin, TopSubjects(std::max<size_t>(top_k, 2)));
+    if (plan == Plan::kCodeScan) {
+      code_scan(queries + begin * params_.dim, end - begin, best.data());
+    } else {
+      for (size_t row = begin; row < end; ++row) collect(plan, queries + row * params_.dim, top_k, filter.get(), best[row - begin]);
     }
-  }
-  size_t workers = std::min(params_.threads, n);
-  auto run = [&](size_t begin, size_t end) {
-    for (size_t row = begin; row < end; ++row)
-      search_one(queries + row * params_.dim, top_k, threshold, margin, allowed_set.get(), allowed_templates, out,
-                 row);
-  };
-  if (workers <= 1) {
-    run(0, n);
-  } else {
-    std::vector<std::thread> pool;
-    size_t chunk = (n + workers - 1) / workers;
-    for (size_t w = 0; w < workers; ++w) {
-      size_t begin = w * chunk, end = std::min(n, begin + chunk);
-      if (begin < end) pool.emplace_back(run, begin, end);
-    }
-    for (auto& thread : pool) thread.join();
-  }
+    for (size_t row = begin; row < end; ++row) report(best[row - begin], plan, threshold, margin, out, row);
+  });
   return out;
 }
 
@@ -333,8 +440,8 @@ size_t Gallery::memory_bytes() const {
   std::shared_lock lock(mutex_);
   size_t graph = index_->max_elements_ * index_->size_data_per_element_ +
                  index_->cur_element_count * index_->size_links_per_element_ / std::max<size_t>(index_->M_, 1);
-  return graph + vectors_.size() * sizeof(float) + codes_.size() * sizeof(uint64_t) + params_.capacity * (2 * sizeof(int64_t) + 1) +
-         template_slot_.size() * 32 + subject_slots_.size() * 48;
+  return graph + vectors_.size() * sizeof(float) + codes_.size() * sizeof(uint64_t) +
+         params_.capacity * (2 * sizeof(int64_t) + 1) + template_slot_.size() * 32 + subject_slots_.size() * 48;
 }
 
 GalleryParams Gallery::params() const {

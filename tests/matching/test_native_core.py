@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 
@@ -93,16 +97,16 @@ def test_filtered_search_is_exact_over_the_allowed_subjects(exact_below: int) ->
     gallery = Gallery(dim=64, capacity=64, ef_search=200, exact_below=exact_below, filtered_scan_below=100)
     gallery.add(subjects.copy(), subjects, vectors)
     queries = _unit(50, seed=3)
-    for allowed in (np.arange(0, 5000, 100, dtype=np.int64), np.arange(0, 5000, 2, dtype=np.int64)):
+    # A narrow filter is scanned; a wide one (allowed^2 > ef * M * size) walks the graph with the filter inside.
+    narrow, wide = np.arange(0, 5000, 100, dtype=np.int64), subjects[subjects % 50 != 0].copy()
+    for allowed in (narrow, wide):
         result = gallery.search(queries, top_k=3, allowed_subjects=allowed)
         assert np.isin(result.subjects, allowed).all()
         expected, _ = _brute_force(vectors[allowed], allowed, queries, 3)
         np.testing.assert_array_equal(result.subjects[:, 0], expected[:, 0])
-    plans = set(gallery.search(queries, allowed_subjects=np.arange(0, 5000, 100, dtype=np.int64)).plans.tolist())
-    assert plans == {Plan.FILTERED_SCAN.value}
-    if not exact_below:
-        wide = gallery.search(queries, allowed_subjects=np.arange(0, 5000, 2, dtype=np.int64)).plans
-        assert set(wide.tolist()) == {Plan.FILTERED_GRAPH.value}
+    assert set(gallery.search(queries, allowed_subjects=narrow).plans.tolist()) == {Plan.FILTERED_SCAN.value}
+    wide_plan = Plan.FILTERED_SCAN if exact_below else Plan.FILTERED_GRAPH
+    assert set(gallery.search(queries, allowed_subjects=wide).plans.tolist()) == {wide_plan.value}
     empty = gallery.search(queries[:1].copy(), allowed_subjects=np.array([123456], dtype=np.int64))
     assert empty.subjects[0, 0] == -1 and empty.decisions[0] == Decision.NO_MATCH.value
 
@@ -195,3 +199,83 @@ def test_two_python_threads_run_searches_in_parallel() -> None:
         if best > 1.4:
             break
     assert best > 1.3, f"two threads were only {best:.2f}x faster than one"
+
+
+def test_a_parallel_build_equals_a_serial_one_and_the_last_duplicate_wins() -> None:
+    vectors = _unit(3000)
+    ids = np.arange(3000, dtype=np.int64)
+    subjects = ids // 2
+    # Template 5 appears twice in one call, for another subject the second time: the later row wins.
+    ids_with_duplicate = np.append(ids, 5)
+    subjects_with_duplicate = np.append(subjects, 999_999)
+    vectors_with_duplicate = np.concatenate([vectors, vectors[2999:]])
+    galleries = []
+    for threads in (1, 2):
+        gallery = Gallery(dim=64, capacity=16, threads=threads, exact_below=0, graph_for_global=True, ef_search=300)
+        gallery.add(ids_with_duplicate, subjects_with_duplicate, vectors_with_duplicate)
+        galleries.append(gallery)
+    queries = vectors[:300].copy()
+    for gallery in galleries:
+        assert gallery.size == 3000 and gallery.subject_count == 1501
+        template_ids, template_subjects, _ = gallery.templates()
+        assert template_subjects[template_ids == 5].tolist() == [999_999]
+        found = gallery.search(queries, top_k=1)
+        others = np.arange(300) != 5  # template 5's vector was replaced
+        assert (found.subjects[others, 0] == subjects[:300][others]).mean() > 0.99
+        twins = gallery.search(vectors[2999:].copy(), top_k=2)  # template 5 now holds vector 2999 too
+        assert set(twins.subjects[0].tolist()) == {1499, 999_999}
+    allowed = np.arange(0, 1500, 3, dtype=np.int64)
+    serial, parallel = (gallery.search(queries, top_k=3, allowed_subjects=allowed) for gallery in galleries)
+    np.testing.assert_array_equal(serial.subjects, parallel.subjects)
+
+
+def test_a_cached_filter_never_outlives_a_change_to_the_gallery() -> None:
+    """Repeated searches with one filter reuse its slot list; any add or erasure invalidates it at once."""
+    vectors = _unit(500)
+    ids = np.arange(500, dtype=np.int64)
+    gallery = Gallery(dim=64, capacity=16)
+    gallery.add(ids, ids, vectors)
+    allowed = np.arange(0, 500, 5, dtype=np.int64)
+    query = vectors[10:11].copy()
+    assert gallery.search(query, top_k=1, allowed_subjects=allowed).subjects[0, 0] == 10
+    assert gallery.search(query, top_k=1, allowed_subjects=allowed).subjects[0, 0] == 10  # from the cache
+    assert gallery.remove_subject(10) == 1
+    assert 10 not in gallery.search(query, top_k=5, allowed_subjects=allowed).subjects
+    gallery.add(np.array([10_000], dtype=np.int64), np.array([10], dtype=np.int64), vectors[10:11].copy())
+    assert gallery.search(query, top_k=1, allowed_subjects=allowed).subjects[0, 0] == 10
+    other = allowed[::-1].copy()  # same subjects, other order: its own entry, same answer
+    assert gallery.search(query, top_k=1, allowed_subjects=other).subjects[0, 0] == 10
+
+
+def test_both_kernel_paths_give_the_same_answers() -> None:
+    """The AVX-512 scan (where the CPU has it) and the x86-64-v3 baseline return identical results."""
+    script = (
+        "import numpy as np, sys\n"
+        "from retailface._matcher import Gallery, ISA\n"
+        "rng = np.random.default_rng(4)\n"
+        "v = rng.normal(size=(6000, 128)).astype(np.float32); v /= np.linalg.norm(v, axis=1, keepdims=True)\n"
+        "g = Gallery(dim=128, capacity=16, exact_below=0, min_candidates=64, candidate_divisor=50)\n"
+        "ids = np.arange(6000, dtype=np.int64); g.add(ids, ids // 2, v)\n"
+        "g.remove(np.arange(0, 6000, 7, dtype=np.int64))\n"
+        "q = (v[:400] + 0.8 * rng.normal(size=(400, 128)).astype(np.float32) / 11).astype(np.float32)\n"
+        "q /= np.linalg.norm(q, axis=1, keepdims=True)\n"
+        "r = g.search(q, top_k=3)\n"
+        "assert set(r.plans.tolist()) == {5}, r.plans\n"
+        "np.save(sys.argv[1], np.concatenate([r.subjects.astype(np.float64), r.scores.astype(np.float64)], axis=1))\n"
+        "print(ISA)\n"
+    )
+    outputs = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for isa in ("native", "x86-64-v3"):
+            env = dict(os.environ)
+            if isa != "native":
+                env["RETAILFACE_MATCHER_ISA"] = isa
+            path = os.path.join(folder, f"{isa}.npy")
+            done = subprocess.run([sys.executable, "-c", script, path], env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            outputs[done.stdout.strip()] = np.load(path)
+    assert "x86-64-v3" in outputs
+    baseline = outputs.pop("x86-64-v3")
+    for other in outputs.values():
+        np.testing.assert_array_equal(other[:, :3], baseline[:, :3])
+        np.testing.assert_allclose(other[:, 3:], baseline[:, 3:], atol=1e-5)

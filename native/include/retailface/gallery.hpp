@@ -1,17 +1,20 @@
 // A face gallery: templates (L2-normalised vectors) of subjects, searched by cosine similarity.
 //
-// Storage: one slot per template holds its vector, template id and subject id; freed slots are
-// reused. The same slot number is the template's label in an hnswlib graph, so a removed
-// template is marked deleted in the graph and re-added in place when its slot is reused.
+// Storage: one slot per template holds its vector, its 256-bit sign code, template id and subject id;
+// freed slots are reused. The same slot number is the template's label in an hnswlib graph, so a
+// removed template is marked deleted in the graph and re-added in place when its slot is reused.
 //
 // Search returns subjects, not templates: a subject's score is its best template's score.
 // Each query picks a plan from the size of what it may see:
 //   - exact scan over every live slot when the gallery is small,
 //   - exact scan over the allowed subjects' slots when a filter selects few templates,
-//   - hnswlib graph search (with the filter inside the graph walk when there is one) otherwise.
+//   - filtered hnswlib graph search (the filter inside the graph walk) when it selects many,
+//   - for a large unfiltered gallery: an exhaustive scan of the sign codes with a float re-rank of
+//     the nearest (default), or the hnswlib graph.
 // A filter is never applied to a top-k after the fact, which would silently lose subjects.
 //
-// Locking: a std::shared_mutex; searches share it, add/remove take it exclusively.
+// Locking: a std::shared_mutex; searches share it, add/remove take it exclusively. A batch add
+// inserts into the graph on `threads` threads (hnswlib's per-node locks make that safe).
 #pragma once
 
 #include <algorithm>
@@ -28,6 +31,8 @@
 #include <vector>
 
 #include <hnswlib/hnswlib.h>
+
+#include "retailface/kernels.hpp"
 
 namespace retailface {
 
@@ -49,7 +54,7 @@ struct GalleryParams {
   size_t ef_search = 64;
   size_t threads = 2;
   size_t exact_below = 20000;        // galleries up to this size are always scanned exactly
-  size_t filtered_scan_below = 4096; // filters selecting up to this many templates are scanned exactly
+  size_t filtered_scan_below = 4096; // filters selecting up to this many templates are always scanned exactly
   bool graph_for_global = false;      // large unfiltered galleries: hnswlib graph instead of the code scan
   size_t min_candidates = 256;        // code scan: templates re-ranked in float, at least...
   size_t candidate_divisor = 400;     // ...and one in this many of the gallery
@@ -59,8 +64,24 @@ struct GalleryParams {
 // angle between the vectors whatever their spectrum, so a scan of 32-byte codes finds the few
 // candidates worth an exact float comparison. Face queries sit far from every template, where a
 // graph walk loses its way; an exhaustive scan of compact codes does not.
-constexpr size_t kCodeBits = 256;
-constexpr size_t kCodeWords = kCodeBits / 64;
+using kernels::kCodeBits;
+using kernels::kCodeWords;
+
+// hnswlib metric over our runtime-dispatched inner product (AVX-512 where present), as 1 - <a, b>.
+class InnerProductSpace : public hnswlib::SpaceInterface<float> {
+ public:
+  explicit InnerProductSpace(size_t dim) : dim_(dim) {}
+  size_t get_data_size() override { return dim_ * sizeof(float); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return &distance; }
+  void* get_dist_func_param() override { return &dim_; }
+
+ private:
+  static float distance(const void* a, const void* b, const void* dim) {
+    return 1.0f - kernels::dot(static_cast<const float*>(a), static_cast<const float*>(b),
+                               *static_cast<const size_t*>(dim));
+  }
+  size_t dim_;
+};
 
 struct SearchOutput {
   size_t n = 0, top_k = 0;
@@ -90,44 +111,57 @@ class Gallery {
   void set_threads(size_t threads);
   void set_ef(size_t ef);
   void set_graph_for_global(bool graph);
+  // Code path of the scan kernels on this CPU ("avx512" or "x86-64-v3").
+  static const char* isa() { return kernels::isa(); }
   // Copies of every live template, for snapshots.
   void templates(std::vector<int64_t>& template_ids, std::vector<int64_t>& subject_ids,
                  std::vector<float>& vectors) const;
 
  private:
-  struct Candidate {
-    int64_t subject;
-    int64_t template_id;
-    float score;
+  // The `capacity` best distinct subjects seen so far, best first (ties: lower subject id first).
+  class TopSubjects;
+  // Live slots (and subject set) of one filter, kept for the next searches with the same filter
+  // until the gallery changes: a store's cameras search with the same member list again and again.
+  struct FilterEntry {
+    uint64_t version = 0;
+    std::vector<int64_t> allowed;
+    std::vector<uint32_t> slots;
+    std::unordered_set<int64_t> subjects;
   };
 
   void ensure_capacity(size_t needed);
   void remove_slot(size_t slot);
-  void search_one(const float* query, size_t top_k, float threshold, float margin,
-                  const std::unordered_set<int64_t>* allowed, size_t allowed_templates, SearchOutput& out,
-                  size_t row) const;
-  void scan_slots(const float* query, const std::vector<size_t>& slots,
-                  std::unordered_map<int64_t, Candidate>& best) const;
-  void scan_all(const float* query, std::unordered_map<int64_t, Candidate>& best) const;
-  float similarity(const float* a, const float* b) const;
+  std::shared_ptr<const FilterEntry> filter_for(const int64_t* allowed, size_t allowed_count) const;
+  Plan choose_plan(const FilterEntry* filter) const;
+  void collect(Plan plan, const float* query, size_t top_k, const FilterEntry* filter, TopSubjects& best) const;
+  static void report(const TopSubjects& best, Plan plan, float threshold, float margin, SearchOutput& out,
+                     size_t row);
+  float similarity(size_t slot, const float* query) const {
+    return kernels::dot(query, vectors_.data() + slot * params_.dim, params_.dim);
+  }
   void encode(const float* vector, uint64_t* code) const;
-  void code_scan(const float* query, size_t top_k, std::unordered_map<int64_t, Candidate>& best) const;
+  void store_code(size_t slot, const uint64_t* code);
+  // Up to kernels::kMaxQueries queries in one pass over the codes.
+  void code_scan(const float* queries, size_t count, TopSubjects* best) const;
+  template <typename Work>
+  void parallel_for(size_t count, Work&& work) const;
 
   GalleryParams params_;
-  hnswlib::InnerProductSpace space_;
-  hnswlib::DISTFUNC<float> distance_;  // hnswlib's SIMD 1 - <a, b>
-  void* distance_param_;
+  InnerProductSpace space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
   std::vector<float> vectors_;
   std::vector<float> projections_;  // kCodeBits x dim, fixed seed
-  std::vector<uint64_t> codes_;     // kCodeWords per slot
+  std::vector<uint64_t> codes_;     // blocked layout, see kernels.hpp
   std::vector<int64_t> slot_template_, slot_subject_;
   std::vector<uint8_t> live_;
   std::vector<size_t> free_slots_;
   size_t used_slots_ = 0;  // slots ever handed out (live or free)
+  uint64_t version_ = 0;   // bumped by every change; invalidates cached filters
   std::unordered_map<int64_t, size_t> template_slot_;
   std::unordered_map<int64_t, std::vector<size_t>> subject_slots_;
   mutable std::shared_mutex mutex_;
+  mutable std::mutex filter_mutex_;
+  mutable std::vector<std::shared_ptr<const FilterEntry>> filters_;  // most recent first
 };
 
 }  // namespace retailface

@@ -1,0 +1,39 @@
+// Hot loops of the gallery, chosen once at load time from what the CPU offers: AVX-512 (with
+// VPOPCNTDQ for the code scan) where present, the x86-64-v3 baseline the module is built for otherwise.
+// Runtime dispatch keeps one wheel correct on every machine while the fast path runs where it can.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace retailface::kernels {
+
+// Codes of 8 slots are stored word-major ("blocked"): word w of lane j of block b lives at
+// codes[b * kBlockWords + w * kLanes + j], so one 512-bit load reads the same word of 8 slots.
+constexpr size_t kCodeBits = 256;
+constexpr size_t kCodeWords = kCodeBits / 64;
+constexpr size_t kLanes = 8;
+constexpr size_t kBlockWords = kCodeWords * kLanes;
+
+// <a, b> for float vectors of length dim.
+float dot(const float* a, const float* b, size_t dim);
+
+// Hamming distances of the query code to every slot of blocks [0, block_count), written to out
+// (block_count * kLanes values).
+void hamming(const uint64_t* codes, const uint64_t* query, size_t block_count, uint16_t* out);
+
+// Up to kMaxQueries queries share one pass over the codes: memory, not arithmetic, bounds a scan of
+// a large gallery, so a batch reads each code once for several queries.
+constexpr size_t kMaxQueries = 8;
+using Candidates = std::vector<std::pair<uint16_t, uint32_t>>;  // (distance, slot)
+
+// For each query q < query_count (codes at queries + q * kCodeWords), appends to out[q] every slot of
+// blocks [0, block_count) within limits[q] of it.
+void hamming_within(const uint64_t* codes, size_t block_count, const uint64_t* queries, size_t query_count,
+                    const uint32_t* limits, Candidates* out);
+
+// Name of the code path in use ("avx512" or "x86-64-v3"), reported in the gallery's stats.
+const char* isa();
+
+}  // namespace retailface::kernels

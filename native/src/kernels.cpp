@@ -1,0 +1,154 @@
+#include "retailface/kernels.hpp"
+
+#include <immintrin.h>
+
+#include <cstdlib>
+#include <string>
+
+namespace retailface::kernels {
+
+namespace {
+
+// --- baseline (x86-64-v3: AVX2 + FMA, scalar popcnt) -------------------------------------------
+
+float dot_baseline(const float* a, const float* b, size_t dim) {
+  size_t i = 0;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (; i + 16 <= dim; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  __m256 acc = _mm256_add_ps(acc0, acc1);
+  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  sum = _mm_hadd_ps(sum, sum);
+  sum = _mm_hadd_ps(sum, sum);
+  float result = _mm_cvtss_f32(sum);
+  for (; i < dim; ++i) result += a[i] * b[i];
+  return result;
+}
+
+inline uint32_t lane_distance(const uint64_t* block, const uint64_t* query, size_t lane) {
+  uint32_t distance = 0;
+  for (size_t word = 0; word < kCodeWords; ++word)
+    distance += static_cast<uint32_t>(__builtin_popcountll(block[word * kLanes + lane] ^ query[word]));
+  return distance;
+}
+
+void hamming_baseline(const uint64_t* codes, const uint64_t* query, size_t block_count, uint16_t* out) {
+  for (size_t block = 0; block < block_count; ++block)
+    for (size_t lane = 0; lane < kLanes; ++lane)
+      out[block * kLanes + lane] = static_cast<uint16_t>(lane_distance(codes + block * kBlockWords, query, lane));
+}
+
+void hamming_within_baseline(const uint64_t* codes, size_t block_count, const uint64_t* queries, size_t query_count,
+                             const uint32_t* limits, Candidates* out) {
+  for (size_t block = 0; block < block_count; ++block) {
+    for (size_t q = 0; q < query_count; ++q) {
+      for (size_t lane = 0; lane < kLanes; ++lane) {
+        uint32_t distance = lane_distance(codes + block * kBlockWords, queries + q * kCodeWords, lane);
+        if (distance <= limits[q]) out[q].emplace_back(static_cast<uint16_t>(distance), static_cast<uint32_t>(block * kLanes + lane));
+      }
+    }
+  }
+}
+
+// --- AVX-512 (F + BW + VL + VPOPCNTDQ) ---------------------------------------------------------
+
+#define RF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq")))
+
+RF_AVX512 float dot_avx512(const float* a, const float* b, size_t dim) {
+  size_t i = 0;
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  for (; i + 32 <= dim; i += 32) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+  }
+  for (; i + 16 <= dim; i += 16) acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+  float result = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  for (; i < dim; ++i) result += a[i] * b[i];
+  return result;
+}
+
+RF_AVX512 inline __m512i block_distances(const __m512i* block, const __m512i* query) {
+  __m512i distance = _mm512_popcnt_epi64(_mm512_xor_si512(block[0], query[0]));
+  for (size_t word = 1; word < kCodeWords; ++word)
+    distance = _mm512_add_epi64(distance, _mm512_popcnt_epi64(_mm512_xor_si512(block[word], query[word])));
+  return distance;
+}
+
+RF_AVX512 inline void load_block(const uint64_t* codes, __m512i* block) {
+  for (size_t word = 0; word < kCodeWords; ++word) block[word] = _mm512_loadu_si512(codes + word * kLanes);
+}
+
+RF_AVX512 void hamming_avx512(const uint64_t* codes, const uint64_t* query, size_t block_count, uint16_t* out) {
+  __m512i broadcast[kCodeWords], block[kCodeWords];
+  for (size_t word = 0; word < kCodeWords; ++word) broadcast[word] = _mm512_set1_epi64(static_cast<long long>(query[word]));
+  for (size_t b = 0; b < block_count; ++b) {
+    load_block(codes + b * kBlockWords, block);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + b * kLanes), _mm512_cvtepi64_epi16(block_distances(block, broadcast)));
+  }
+}
+
+RF_AVX512 void hamming_within_avx512(const uint64_t* codes, size_t block_count, const uint64_t* queries,
+                                     size_t query_count, const uint32_t* limits, Candidates* out) {
+  __m512i broadcast[kMaxQueries][kCodeWords], bound[kMaxQueries], block[kCodeWords];
+  for (size_t q = 0; q < query_count; ++q) {
+    for (size_t word = 0; word < kCodeWords; ++word)
+      broadcast[q][word] = _mm512_set1_epi64(static_cast<long long>(queries[q * kCodeWords + word]));
+    bound[q] = _mm512_set1_epi64(limits[q]);
+  }
+  for (size_t b = 0; b < block_count; ++b) {
+    if (b + 4 < block_count) {
+      for (size_t line = 0; line < kBlockWords; line += 8)
+        _mm_prefetch(reinterpret_cast<const char*>(codes + (b + 4) * kBlockWords + line), _MM_HINT_T0);
+    }
+    load_block(codes + b * kBlockWords, block);
+    for (size_t q = 0; q < query_count; ++q) {
+      __m512i distance = block_distances(block, broadcast[q]);
+      __mmask8 near = _mm512_cmple_epu64_mask(distance, bound[q]);
+      if (near == 0) continue;  // the common case: nothing in this block is a candidate
+      alignas(64) uint64_t lanes[kLanes];
+      _mm512_store_si512(lanes, distance);
+      while (near) {
+        unsigned lane = static_cast<unsigned>(__builtin_ctz(near));
+        out[q].emplace_back(static_cast<uint16_t>(lanes[lane]), static_cast<uint32_t>(b * kLanes + lane));
+        near = static_cast<__mmask8>(near & (near - 1));
+      }
+    }
+  }
+}
+
+struct Dispatch {
+  float (*dot)(const float*, const float*, size_t);
+  void (*hamming)(const uint64_t*, const uint64_t*, size_t, uint16_t*);
+  void (*hamming_within)(const uint64_t*, size_t, const uint64_t*, size_t, const uint32_t*, Candidates*);
+  const char* isa;
+};
+
+Dispatch choose() {
+  __builtin_cpu_init();
+  // RETAILFACE_MATCHER_ISA=x86-64-v3 forces the baseline (tests compare both paths on one machine).
+  const char* forced = std::getenv("RETAILFACE_MATCHER_ISA");
+  bool baseline_only = forced != nullptr && std::string(forced) == "x86-64-v3";
+  if (!baseline_only && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vpopcntdq")) {
+    return {dot_avx512, hamming_avx512, hamming_within_avx512, "avx512"};
+  }
+  return {dot_baseline, hamming_baseline, hamming_within_baseline, "x86-64-v3"};
+}
+
+const Dispatch kDispatch = choose();
+
+}  // namespace
+
+float dot(const float* a, const float* b, size_t dim) { return kDispatch.dot(a, b, dim); }
+void hamming(const uint64_t* codes, const uint64_t* query, size_t block_count, uint16_t* out) {
+  kDispatch.hamming(codes, query, block_count, out);
+}
+void hamming_within(const uint64_t* codes, size_t block_count, const uint64_t* queries, size_t query_count,
+                    const uint32_t* limits, Candidates* out) {
+  kDispatch.hamming_within(codes, block_count, queries, query_count, limits, out);
+}
+const char* isa() { return kDispatch.isa; }
+
+}  // namespace retailface::kernels
