@@ -193,7 +193,7 @@ def run_size(n: int, seed: int, efs: list[int]) -> dict[str, Any]:
                 "batch_qps": round(qps, 1),
                 "build_s": round(build, 1),
             }
-    candidates = [v for k, v in result.items() if k.startswith("hnswlib_m")]
+    candidates = [v for k, v in result.items() if k.startswith("hnswlib_m") and isinstance(v, dict)]
     reaching = [c for c in candidates if c["parity"] >= 0.99] or [max(candidates, key=lambda c: c["parity"])]
     chosen = min(reaching, key=lambda c: c["p99_ms"])
     result |= {
@@ -264,7 +264,7 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000", help="comma-separated gallery sizes, e.g. 100000,1000000")
-    parser.add_argument("--efs", default="64,128,256,512")
+    parser.add_argument("--efs", default="64,128,256,512,1024")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--plot", type=Path, default=Path("docs/matcher_parity_latency.png"))
     args = parser.parse_args(argv)

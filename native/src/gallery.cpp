@@ -82,7 +82,7 @@ Gallery::Gallery(const GalleryParams& params) : params_(params), space_(params.d
   projections_.resize(kCodeBits * params_.dim);
   for (float& value : projections_) value = gaussian(random);
   codes_.resize(params_.capacity * kCodeWords);
-  vectors_.resize(params_.capacity * params_.dim);
+  slot_internal_.resize(params_.capacity, 0);
   slot_template_.resize(params_.capacity, -1);
   slot_subject_.resize(params_.capacity, -1);
   live_.resize(params_.capacity, 0);
@@ -95,7 +95,7 @@ void Gallery::ensure_capacity(size_t needed) {
   while (capacity < needed) capacity *= 2;
   index_->resizeIndex(capacity);
   codes_.resize(capacity * kCodeWords);
-  vectors_.resize(capacity * params_.dim);
+  slot_internal_.resize(capacity, 0);
   slot_template_.resize(capacity, -1);
   slot_subject_.resize(capacity, -1);
   live_.resize(capacity, 0);
@@ -134,8 +134,8 @@ void Gallery::add(const int64_t* template_ids, const int64_t* subject_ids, const
   // Book-keeping first, serially; then codes and graph inserts for the new slots on every thread.
   size_t fresh = n > free_slots_.size() ? n - free_slots_.size() : 0;
   ensure_capacity(used_slots_ + fresh);
-  std::vector<size_t> inserted;  // slots handed out by this call, each once
-  std::unordered_set<size_t> in_this_call;
+  std::vector<std::pair<size_t, size_t>> inserted;  // (slot, input row) handed out by this call, each slot once
+  std::unordered_map<size_t, size_t> in_this_call;   // slot -> its entry in `inserted`
   inserted.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     size_t slot;
@@ -143,6 +143,7 @@ void Gallery::add(const int64_t* template_ids, const int64_t* subject_ids, const
     if (existing != template_slot_.end() && in_this_call.count(existing->second)) {
       // The same template id twice in one call: the later row wins, in the slot not yet in the graph.
       slot = existing->second;
+      inserted[in_this_call[slot]].second = i;
       auto& old_slots = subject_slots_[slot_subject_[slot]];
       old_slots.erase(std::remove(old_slots.begin(), old_slots.end(), slot), old_slots.end());
       if (old_slots.empty()) subject_slots_.erase(slot_subject_[slot]);
@@ -155,11 +156,9 @@ void Gallery::add(const int64_t* template_ids, const int64_t* subject_ids, const
         ensure_capacity(used_slots_ + 1);
         slot = used_slots_++;
       }
-      inserted.push_back(slot);
-      in_this_call.insert(slot);
+      in_this_call[slot] = inserted.size();
+      inserted.emplace_back(slot, i);
     }
-    const float* vector = vectors + i * params_.dim;
-    std::copy(vector, vector + params_.dim, vectors_.begin() + slot * params_.dim);
     slot_template_[slot] = template_ids[i];
     slot_subject_[slot] = subject_ids[i];
     live_[slot] = 1;
@@ -167,12 +166,15 @@ void Gallery::add(const int64_t* template_ids, const int64_t* subject_ids, const
     subject_slots_[subject_ids[i]].push_back(slot);
   }
   parallel_for(inserted.size(), [&](size_t i) {
-    size_t slot = inserted[i];
+    auto [slot, row] = inserted[i];
+    const float* vector = vectors + row * params_.dim;
     uint64_t code[kCodeWords];
-    encode(vectors_.data() + slot * params_.dim, code);
+    encode(vector, code);
     store_code(slot, code);
-    // A reused slot's label is marked deleted in the graph: addPoint un-deletes and updates it.
-    index_->addPoint(vectors_.data() + slot * params_.dim, slot);
+    // A reused slot's label is marked deleted in the graph: addPoint un-deletes it and updates its
+    // vector in place (same internal id). The label lock is what hnswlib's own addPoint takes.
+    std::unique_lock label_lock(index_->getLabelOpMutex(slot));
+    slot_internal_[slot] = index_->addPoint(vector, slot, -1);
   });
 }
 
@@ -180,6 +182,19 @@ void Gallery::remove_slot(size_t slot) {
   if (!live_[slot]) return;
   live_[slot] = 0;
   index_->markDelete(slot);
+  // Erasure leaves nothing of the face in memory: the deleted node keeps guiding graph walks until its
+  // slot is reused, so its vector becomes a random unit vector (unrelated to anyone) and its code zeros.
+  std::mt19937 random(static_cast<uint32_t>(slot) ^ 0x5eed1234u);
+  std::normal_distribution<float> gaussian;
+  float* vector = reinterpret_cast<float*>(index_->getDataByInternalId(slot_internal_[slot]));
+  float norm = 0.f;
+  for (size_t i = 0; i < params_.dim; ++i) {
+    vector[i] = gaussian(random);
+    norm += vector[i] * vector[i];
+  }
+  for (size_t i = 0; i < params_.dim; ++i) vector[i] /= std::sqrt(norm);
+  uint64_t zeros[kCodeWords] = {};
+  store_code(slot, zeros);
   template_slot_.erase(slot_template_[slot]);
   auto subject = subject_slots_.find(slot_subject_[slot]);
   if (subject != subject_slots_.end()) {
@@ -287,7 +302,7 @@ void Gallery::code_scan(const float* queries, size_t count, TopSubjects* best) c
     // The re-rank reads scattered rows: fetch a few ahead so their cache misses overlap.
     constexpr size_t kAhead = 4;
     auto prefetch = [&](size_t slot) {
-      const char* row = reinterpret_cast<const char*>(vectors_.data() + slot * params_.dim);
+      const char* row = reinterpret_cast<const char*>(vector_of(slot));
       for (size_t offset = 0; offset < params_.dim * sizeof(float); offset += 64) __builtin_prefetch(row + offset);
     };
     for (size_t i = 0; i < std::min(kAhead, found.size()); ++i) prefetch(found[i].second);
@@ -438,10 +453,14 @@ size_t Gallery::subject_count() const {
 
 size_t Gallery::memory_bytes() const {
   std::shared_lock lock(mutex_);
-  size_t graph = index_->max_elements_ * index_->size_data_per_element_ +
-                 index_->cur_element_count * index_->size_links_per_element_ / std::max<size_t>(index_->M_, 1);
-  return graph + vectors_.size() * sizeof(float) + codes_.size() * sizeof(uint64_t) +
-         params_.capacity * (2 * sizeof(int64_t) + 1) + template_slot_.size() * 32 + subject_slots_.size() * 48;
+  // hnswlib: level-0 block (vector, links, label), a lock, level and upper-link pointer per element; upper
+  // levels (about 1 element in M has them); its label map; its fixed pool of per-label locks.
+  size_t graph = index_->max_elements_ * (index_->size_data_per_element_ + sizeof(std::mutex) + sizeof(int) + sizeof(void*)) +
+                 index_->cur_element_count * index_->size_links_per_element_ / std::max<size_t>(index_->M_, 1) +
+                 index_->label_lookup_.size() * 40 + index_->label_op_locks_.size() * sizeof(std::mutex);
+  return graph + codes_.size() * sizeof(uint64_t) +
+         params_.capacity * (2 * sizeof(int64_t) + sizeof(hnswlib::tableint) + 1) + template_slot_.size() * 32 +
+         subject_slots_.size() * 48;
 }
 
 GalleryParams Gallery::params() const {
@@ -472,7 +491,7 @@ void Gallery::templates(std::vector<int64_t>& template_ids, std::vector<int64_t>
     if (!live_[slot]) continue;
     template_ids.push_back(slot_template_[slot]);
     subject_ids.push_back(slot_subject_[slot]);
-    vectors.insert(vectors.end(), vectors_.begin() + slot * params_.dim, vectors_.begin() + (slot + 1) * params_.dim);
+    vectors.insert(vectors.end(), vector_of(slot), vector_of(slot) + params_.dim);
   }
 }
 

@@ -319,6 +319,7 @@ class MatchingServicer(matching_pb2_grpc.MatchingServiceServicer):
             search_threads=stats.index.threads,
             log_records_since_snapshot=stats.records_since_snapshot,
             last_snapshot_at=stats.last_snapshot_at,
+            search_kernel=stats.search_kernel,
         )
 
     def Snapshot(

@@ -258,6 +258,7 @@ class GalleryStats:
     index: IndexParams
     records_since_snapshot: int
     last_snapshot_at: str  # ISO 8601 UTC, empty before the first snapshot
+    search_kernel: str  # "avx512" or "x86-64-v3": the native scan's code path on this CPU
 
 
 @dataclass
@@ -275,6 +276,12 @@ def _plan_names() -> dict[int, str]:
     if plan_enum is None:
         return {}
     return {int(value): name.lower().replace("_", "-") for name, value in plan_enum.__members__.items()}
+
+
+def _search_kernel() -> str:
+    from retailface import _matcher
+
+    return str(_matcher.ISA)
 
 
 # ---------------------------------------------------------------- one gallery
@@ -732,6 +739,7 @@ class GalleryStore:
             index=self.index_params,
             records_since_snapshot=self.records_since_snapshot,
             last_snapshot_at=self._last_snapshot_at,
+            search_kernel=_search_kernel(),
         )
 
     def export_templates(self) -> dict[str, tuple[str, np.ndarray]]:

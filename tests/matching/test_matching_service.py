@@ -151,6 +151,7 @@ def test_search_enroll_erase_and_status_codes(stack: LocalStack, matching: Clien
     assert (stats.info.templates, stats.info.subjects) == (2, 2)
     assert (stats.info.model.model_id, stats.info.model.version, stats.info.model.dim) == ("sface", "2021dec", 128)
     assert stats.memory_bytes > 0 and stats.hnsw_m == 16 and stats.hnsw_ef_search > 0
+    assert stats.search_kernel in {"avx512", "x86-64-v3"}
     assert stats.log_records_since_snapshot == 5  # 3 enrolls, 1 tag change, 1 erase
     galleries = matching.ListGalleries(matching_pb2.ListGalleriesRequest()).galleries
     assert {g.name: g.templates for g in galleries} == {"members": 2, "watchlist": 1}

@@ -164,7 +164,7 @@ class GalleryStatsRequest(_message.Message):
     def __init__(self, gallery: _Optional[str] = ...) -> None: ...
 
 class GalleryStats(_message.Message):
-    __slots__ = ("info", "memory_bytes", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "search_threads", "log_records_since_snapshot", "last_snapshot_at")
+    __slots__ = ("info", "memory_bytes", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "search_threads", "log_records_since_snapshot", "last_snapshot_at", "search_kernel")
     INFO_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     HNSW_M_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +173,7 @@ class GalleryStats(_message.Message):
     SEARCH_THREADS_FIELD_NUMBER: _ClassVar[int]
     LOG_RECORDS_SINCE_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     LAST_SNAPSHOT_AT_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_KERNEL_FIELD_NUMBER: _ClassVar[int]
     info: GalleryInfo
     memory_bytes: int
     hnsw_m: int
@@ -181,7 +182,8 @@ class GalleryStats(_message.Message):
     search_threads: int
     log_records_since_snapshot: int
     last_snapshot_at: str
-    def __init__(self, info: _Optional[_Union[GalleryInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., hnsw_m: _Optional[int] = ..., hnsw_ef_construction: _Optional[int] = ..., hnsw_ef_search: _Optional[int] = ..., search_threads: _Optional[int] = ..., log_records_since_snapshot: _Optional[int] = ..., last_snapshot_at: _Optional[str] = ...) -> None: ...
+    search_kernel: str
+    def __init__(self, info: _Optional[_Union[GalleryInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., hnsw_m: _Optional[int] = ..., hnsw_ef_construction: _Optional[int] = ..., hnsw_ef_search: _Optional[int] = ..., search_threads: _Optional[int] = ..., log_records_since_snapshot: _Optional[int] = ..., last_snapshot_at: _Optional[str] = ..., search_kernel: _Optional[str] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ("gallery",)

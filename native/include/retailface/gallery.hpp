@@ -1,8 +1,9 @@
 // A face gallery: templates (L2-normalised vectors) of subjects, searched by cosine similarity.
 //
-// Storage: one slot per template holds its vector, its 256-bit sign code, template id and subject id;
-// freed slots are reused. The same slot number is the template's label in an hnswlib graph, so a
-// removed template is marked deleted in the graph and re-added in place when its slot is reused.
+// Storage: one slot per template holds its 256-bit sign code, template id and subject id; freed slots
+// are reused. The same slot number is the template's label in an hnswlib graph, which keeps the only
+// copy of the float vector; a removed template is marked deleted in the graph and re-added in place
+// when its slot is reused.
 //
 // Search returns subjects, not templates: a subject's score is its best template's score.
 // Each query picks a plan from the size of what it may see:
@@ -136,9 +137,11 @@ class Gallery {
   void collect(Plan plan, const float* query, size_t top_k, const FilterEntry* filter, TopSubjects& best) const;
   static void report(const TopSubjects& best, Plan plan, float threshold, float margin, SearchOutput& out,
                      size_t row);
-  float similarity(size_t slot, const float* query) const {
-    return kernels::dot(query, vectors_.data() + slot * params_.dim, params_.dim);
+  // The template's float vector, where hnswlib stores it.
+  const float* vector_of(size_t slot) const {
+    return reinterpret_cast<const float*>(index_->getDataByInternalId(slot_internal_[slot]));
   }
+  float similarity(size_t slot, const float* query) const { return kernels::dot(query, vector_of(slot), params_.dim); }
   void encode(const float* vector, uint64_t* code) const;
   void store_code(size_t slot, const uint64_t* code);
   // Up to kernels::kMaxQueries queries in one pass over the codes.
@@ -149,7 +152,7 @@ class Gallery {
   GalleryParams params_;
   InnerProductSpace space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
-  std::vector<float> vectors_;
+  std::vector<hnswlib::tableint> slot_internal_;  // slot -> hnswlib's internal id (where its vector is)
   std::vector<float> projections_;  // kCodeBits x dim, fixed seed
   std::vector<uint64_t> codes_;     // blocked layout, see kernels.hpp
   std::vector<int64_t> slot_template_, slot_subject_;
