@@ -150,6 +150,20 @@ def run_size(n: int, seed: int, efs: list[int]) -> dict[str, Any]:
         "build_threads": 2,
         "candidate_divisor": ours.params["candidate_divisor"],
     }
+    # The code scan's curve: fewer or more templates re-ranked in float (the default is one point of it).
+    for divisor in (4000, 2000, 1000, 200):
+        ours.set_candidates(256, divisor)
+        ours.set_threads(2)
+        found = ours.search(queries, top_k=1, threshold=0.0, margin=0.0)
+        par = parity(data, bf, found.subjects[:GENUINE, 0], found.scores[:GENUINE, 0], found.scores[GENUINE:, 0])
+        qps = throughput(lambda q: ours.search(q, top_k=1), queries)
+        ours.set_threads(1)
+        p50, p99 = latency(lambda q: ours.search(q, top_k=1), queries)
+        curves["ours (code scan)"].append((p99, par))
+        print(f"  ours code scan 1/{divisor}: parity {par:.4f} p99 {p99:.3f} ms qps {qps:.0f}", file=sys.stderr, flush=True)
+        result[f"ours_code_scan_div{divisor}"] = {"parity": round(par, 4), "p99_ms": round(p99, 3), "batch_qps": round(qps, 1)}
+    ours.set_candidates(256, 400)
+    curves["ours (code scan)"].sort()
     ours.set_graph_for_global(True)
     curves["ours (graph)"] = []
     for ef in efs:

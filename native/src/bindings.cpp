@@ -177,6 +177,7 @@ PYBIND11_MODULE(_matcher, m) {
       .def("set_threads", &Gallery::set_threads, py::arg("threads"))
       .def("set_ef", &Gallery::set_ef, py::arg("ef"))
       .def("set_graph_for_global", &Gallery::set_graph_for_global, py::arg("graph"))
+      .def("set_candidates", &Gallery::set_candidates, py::arg("min_candidates"), py::arg("candidate_divisor"))
       .def_property_readonly("size", &Gallery::size)
       .def_property_readonly("subject_count", &Gallery::subject_count)
       .def_property_readonly("memory_bytes", &Gallery::memory_bytes)

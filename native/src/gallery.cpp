@@ -24,6 +24,35 @@ class SubjectFilter : public hnswlib::BaseFilterFunctor {
   const std::unordered_set<int64_t>& allowed_;
 };
 
+// Symmetric int8 rounding of one vector: out = round(v / scale) with scale = max|v| / 127.
+struct Rounded {
+  float scale = 1.f;
+  float error = 0.f;  // |v - scale * out|
+  float norm = 0.f;   // |v|
+  float rounded_norm = 0.f;  // |scale * out|
+};
+
+Rounded round_to_int8(const float* vector, size_t dim, int8_t* out) {
+  Rounded rounded;
+  float largest = 0.f;
+  for (size_t i = 0; i < dim; ++i) largest = std::max(largest, std::fabs(vector[i]));
+  if (largest > 0.f) rounded.scale = largest / 127.f;
+  double error = 0, norm = 0, rounded_norm = 0;
+  for (size_t i = 0; i < dim; ++i) {
+    float value = std::nearbyint(vector[i] / rounded.scale);
+    value = std::clamp(value, -127.f, 127.f);
+    out[i] = static_cast<int8_t>(value);
+    double restored = static_cast<double>(value) * rounded.scale;
+    error += (vector[i] - restored) * (vector[i] - restored);
+    norm += static_cast<double>(vector[i]) * vector[i];
+    rounded_norm += restored * restored;
+  }
+  rounded.error = static_cast<float>(std::sqrt(error));
+  rounded.norm = static_cast<float>(std::sqrt(norm));
+  rounded.rounded_norm = static_cast<float>(std::sqrt(rounded_norm));
+  return rounded;
+}
+
 }  // namespace
 
 class Gallery::TopSubjects {
@@ -60,6 +89,11 @@ class Gallery::TopSubjects {
   }
 
   const std::vector<Entry>& entries() const { return entries_; }
+  size_t capacity() const { return capacity_; }
+  // The score every one of the `capacity` best subjects is sure to reach (-inf until there are that many).
+  float floor() const {
+    return entries_.size() == capacity_ ? entries_.back().score : -std::numeric_limits<float>::infinity();
+  }
 
  private:
   static bool better(float score, int64_t subject, const Entry& other) {
@@ -339,6 +373,22 @@ std::shared_ptr<const Gallery::FilterEntry> Gallery::filter_for(const int64_t* a
     for (size_t slot : found->second) entry->slots.push_back(static_cast<uint32_t>(slot));
   }
   std::sort(entry->slots.begin(), entry->slots.end());  // memory order: a forward scan
+  if (choose_plan(entry.get()) == Plan::kFilteredScan) {
+    size_t dim = params_.dim, count = entry->slots.size();
+    entry->quantized.resize(count * dim);
+    entry->scales.resize(count);
+    entry->errors.resize(count);
+    entry->norms.resize(count);
+    entry->slot_subjects.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      uint32_t slot = entry->slots[i];
+      Rounded rounded = round_to_int8(vector_of(slot), dim, entry->quantized.data() + i * dim);
+      entry->scales[i] = rounded.scale;
+      entry->errors[i] = rounded.error;
+      entry->norms[i] = rounded.norm;
+      entry->slot_subjects[i] = slot_subject_[slot];
+    }
+  }
   std::lock_guard guard(filter_mutex_);
   filters_.erase(std::remove_if(filters_.begin(), filters_.end(),
                                 [&](const auto& cached) { return cached->version != version_; }),
@@ -363,12 +413,52 @@ Plan Gallery::choose_plan(const FilterEntry* filter) const {
   return params_.graph_for_global ? Plan::kGraph : Plan::kCodeScan;
 }
 
+size_t Gallery::FilterEntry::bytes() const {
+  return sizeof(FilterEntry) + allowed.size() * sizeof(int64_t) + slots.size() * sizeof(uint32_t) + subjects.size() * 32 +
+         quantized.size() + (scales.size() + errors.size() + norms.size()) * sizeof(float) +
+         slot_subjects.size() * sizeof(int64_t);
+}
+
+void Gallery::filtered_scan(const float* query, const FilterEntry& filter, TopSubjects& best) const {
+  // u.v = q.t + q.(v - t) + (u - q).v for the rounded query q and template t, so
+  // |u.v - q.t| <= |q| |v - t| + |u - q| |v|: q.t comes from the int8 scan, and the bound says which
+  // templates could still be among the best. Only those are scored in float.
+  size_t dim = params_.dim, count = filter.slots.size();
+  thread_local std::vector<int8_t> rounded_query;
+  thread_local std::vector<int32_t> dots;
+  thread_local std::vector<float> approx, slack;
+  rounded_query.resize(dim);
+  dots.resize(count);
+  approx.resize(count);
+  slack.resize(count);
+  Rounded q = round_to_int8(query, dim, rounded_query.data());
+  kernels::dots_i8(filter.quantized.data(), count, dim, rounded_query.data(), dots.data());
+  // Float rounding of the scores themselves (1e-6 at most here) is covered many times over.
+  constexpr float kFloatSlack = 1e-4f;
+  TopSubjects sure(best.capacity());  // the best subjects by the score each is sure to reach
+  for (size_t i = 0; i < count; ++i) {
+    approx[i] = q.scale * filter.scales[i] * static_cast<float>(dots[i]);
+    slack[i] = q.rounded_norm * filter.errors[i] + q.error * filter.norms[i] + kFloatSlack;
+    sure.offer(filter.slot_subjects[i], 0, approx[i] - slack[i]);
+  }
+  float floor = sure.floor();
+  for (size_t i = 0; i < count; ++i) {
+    if (approx[i] + slack[i] < floor) continue;  // certainly below `capacity` other subjects
+    uint32_t slot = filter.slots[i];
+    best.offer(filter.slot_subjects[i], slot_template_[slot], similarity(slot, query));
+  }
+}
+
 void Gallery::collect(Plan plan, const float* query, size_t top_k, const FilterEntry* filter, TopSubjects& best) const {
   switch (plan) {
     case Plan::kEmpty:
       return;
     case Plan::kFilteredScan:
-      for (uint32_t slot : filter->slots) best.offer(slot_subject_[slot], slot_template_[slot], similarity(slot, query));
+      if (filter->quantized.size() == filter->slots.size() * params_.dim) {
+        filtered_scan(query, *filter, best);
+      } else {  // cached before a parameter change made it a scan: float rows, same answer
+        for (uint32_t slot : filter->slots) best.offer(slot_subject_[slot], slot_template_[slot], similarity(slot, query));
+      }
       return;
     case Plan::kExactScan:
       for (size_t slot = 0; slot < used_slots_; ++slot)
@@ -458,7 +548,12 @@ size_t Gallery::memory_bytes() const {
   size_t graph = index_->max_elements_ * (index_->size_data_per_element_ + sizeof(std::mutex) + sizeof(int) + sizeof(void*)) +
                  index_->cur_element_count * index_->size_links_per_element_ / std::max<size_t>(index_->M_, 1) +
                  index_->label_lookup_.size() * 40 + index_->label_op_locks_.size() * sizeof(std::mutex);
-  return graph + codes_.size() * sizeof(uint64_t) +
+  size_t cached_filters = 0;
+  {
+    std::lock_guard guard(filter_mutex_);
+    for (const auto& entry : filters_) cached_filters += entry->bytes();
+  }
+  return graph + cached_filters + codes_.size() * sizeof(uint64_t) +
          params_.capacity * (2 * sizeof(int64_t) + sizeof(hnswlib::tableint) + 1) + template_slot_.size() * 32 +
          subject_slots_.size() * 48;
 }
@@ -477,6 +572,13 @@ void Gallery::set_ef(size_t ef) {
   std::unique_lock lock(mutex_);
   params_.ef_search = ef;
   index_->setEf(ef);
+  ++version_;  // the plan of a cached filter may change with ef
+}
+
+void Gallery::set_candidates(size_t min_candidates, size_t candidate_divisor) {
+  std::unique_lock lock(mutex_);
+  params_.min_candidates = std::max<size_t>(min_candidates, 1);
+  params_.candidate_divisor = std::max<size_t>(candidate_divisor, 1);
 }
 
 void Gallery::set_graph_for_global(bool graph) {

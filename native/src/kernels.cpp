@@ -52,6 +52,25 @@ void hamming_within_baseline(const uint64_t* codes, size_t block_count, const ui
   }
 }
 
+void dots_i8_baseline(const int8_t* rows, size_t count, size_t dim, const int8_t* query, int32_t* out) {
+  size_t vector_dim = dim / 16 * 16;
+  for (size_t r = 0; r < count; ++r) {
+    const int8_t* row = rows + r * dim;
+    __m256i acc = _mm256_setzero_si256();
+    for (size_t i = 0; i < vector_dim; i += 16) {
+      __m256i a = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i)));
+      __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(query + i)));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+    }
+    __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    sum = _mm_hadd_epi32(sum, sum);
+    sum = _mm_hadd_epi32(sum, sum);
+    int32_t result = _mm_cvtsi128_si32(sum);
+    for (size_t i = vector_dim; i < dim; ++i) result += int32_t{row[i]} * int32_t{query[i]};
+    out[r] = result;
+  }
+}
+
 // --- AVX-512 (F + BW + VL + VPOPCNTDQ) ---------------------------------------------------------
 
 #define RF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq")))
@@ -118,10 +137,33 @@ RF_AVX512 void hamming_within_avx512(const uint64_t* codes, size_t block_count, 
   }
 }
 
+// The query, widened to int16 once, stays in registers for every row (up to 256 dimensions; wider
+// galleries take the baseline).
+RF_AVX512 void dots_i8_avx512(const int8_t* rows, size_t count, size_t dim, const int8_t* query, int32_t* out) {
+  constexpr size_t kMaxChunks = 8;
+  size_t chunks = dim / 32;
+  if (chunks > kMaxChunks) return dots_i8_baseline(rows, count, dim, query, out);
+  __m512i wide_query[kMaxChunks];
+  for (size_t c = 0; c < chunks; ++c)
+    wide_query[c] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(query + c * 32)));
+  for (size_t r = 0; r < count; ++r) {
+    const int8_t* row = rows + r * dim;
+    __m512i acc = _mm512_setzero_si512();
+    for (size_t c = 0; c < chunks; ++c) {
+      __m512i a = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32)));
+      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(a, wide_query[c]));
+    }
+    int32_t result = _mm512_reduce_add_epi32(acc);
+    for (size_t i = chunks * 32; i < dim; ++i) result += int32_t{row[i]} * int32_t{query[i]};
+    out[r] = result;
+  }
+}
+
 struct Dispatch {
   float (*dot)(const float*, const float*, size_t);
   void (*hamming)(const uint64_t*, const uint64_t*, size_t, uint16_t*);
   void (*hamming_within)(const uint64_t*, size_t, const uint64_t*, size_t, const uint32_t*, Candidates*);
+  void (*dots_i8)(const int8_t*, size_t, size_t, const int8_t*, int32_t*);
   const char* isa;
 };
 
@@ -132,9 +174,9 @@ Dispatch choose() {
   bool baseline_only = forced != nullptr && std::string(forced) == "x86-64-v3";
   if (!baseline_only && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vpopcntdq")) {
-    return {dot_avx512, hamming_avx512, hamming_within_avx512, "avx512"};
+    return {dot_avx512, hamming_avx512, hamming_within_avx512, dots_i8_avx512, "avx512"};
   }
-  return {dot_baseline, hamming_baseline, hamming_within_baseline, "x86-64-v3"};
+  return {dot_baseline, hamming_baseline, hamming_within_baseline, dots_i8_baseline, "x86-64-v3"};
 }
 
 const Dispatch kDispatch = choose();
@@ -148,6 +190,9 @@ void hamming(const uint64_t* codes, const uint64_t* query, size_t block_count, u
 void hamming_within(const uint64_t* codes, size_t block_count, const uint64_t* queries, size_t query_count,
                     const uint32_t* limits, Candidates* out) {
   kDispatch.hamming_within(codes, block_count, queries, query_count, limits, out);
+}
+void dots_i8(const int8_t* rows, size_t count, size_t dim, const int8_t* query, int32_t* out) {
+  kDispatch.dots_i8(rows, count, dim, query, out);
 }
 const char* isa() { return kDispatch.isa; }
 

@@ -111,6 +111,31 @@ def test_filtered_search_is_exact_over_the_allowed_subjects(exact_below: int) ->
     assert empty.subjects[0, 0] == -1 and empty.decisions[0] == Decision.NO_MATCH.value
 
 
+@pytest.mark.parametrize("dim", [128, 72], ids=["dim128", "dim72-tail"])
+def test_the_int8_filtered_scan_returns_the_exact_top_k(dim: int) -> None:
+    """The filtered scan reads int8 copies; its rounding bound must still give brute force's top-k and scores."""
+    rng = np.random.default_rng(11)
+    # Face-like: an anisotropic spectrum, several templates per subject, near-duplicates that the rounding could swap.
+    vectors = (rng.normal(size=(6000, dim)) * (np.arange(1, dim + 1) ** -0.6)).astype(np.float32)
+    vectors[1::2] = vectors[::2] + 1e-4 * rng.normal(size=(3000, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    subjects = rng.integers(0, 2000, size=6000).astype(np.int64)
+    gallery = Gallery(dim=dim, capacity=16, exact_below=0, filtered_scan_below=10_000)
+    gallery.add(np.arange(6000, dtype=np.int64), subjects, vectors)
+    allowed = np.unique(subjects[subjects % 3 == 0])
+    mask = np.isin(subjects, allowed)
+    queries = np.concatenate([vectors[mask][:100] + 0.05 * rng.normal(size=(100, dim)), rng.normal(size=(100, dim))])
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    result = gallery.search(queries, top_k=5, allowed_subjects=allowed)
+    assert set(result.plans.tolist()) == {Plan.FILTERED_SCAN.value}
+    expected_subjects, expected_scores = _brute_force(vectors[mask], subjects[mask], queries, 5)
+    np.testing.assert_allclose(result.scores, expected_scores, atol=1e-5)
+    # Subjects may differ only where two scores tie to float precision.
+    differs = result.subjects != expected_subjects
+    assert (np.abs(result.scores - expected_scores)[differs] < 1e-5).all()
+    assert differs.mean() < 0.01
+
+
 def test_decision_rule() -> None:
     base = _unit(1)[0]
     other = _unit(1, seed=9)[0]
@@ -248,7 +273,7 @@ def test_a_cached_filter_never_outlives_a_change_to_the_gallery() -> None:
 
 
 def test_both_kernel_paths_give_the_same_answers() -> None:
-    """The AVX-512 scan (where the CPU has it) and the x86-64-v3 baseline return identical results."""
+    """The AVX-512 scans (where the CPU has them) and the x86-64-v3 baseline return identical results."""
     script = (
         "import numpy as np, sys\n"
         "from retailface._matcher import Gallery, ISA\n"
@@ -261,7 +286,10 @@ def test_both_kernel_paths_give_the_same_answers() -> None:
         "q /= np.linalg.norm(q, axis=1, keepdims=True)\n"
         "r = g.search(q, top_k=3)\n"
         "assert set(r.plans.tolist()) == {5}, r.plans\n"
-        "np.save(sys.argv[1], np.concatenate([r.subjects.astype(np.float64), r.scores.astype(np.float64)], axis=1))\n"
+        "f = g.search(q, top_k=3, allowed_subjects=np.arange(0, 3000, 4, dtype=np.int64))\n"
+        "assert set(f.plans.tolist()) == {3}, f.plans\n"
+        "out = [a.astype(np.float64) for a in (r.subjects, f.subjects, r.scores, f.scores)]\n"
+        "np.save(sys.argv[1], np.concatenate(out, axis=1))\n"
         "print(ISA)\n"
     )
     outputs = {}
@@ -277,5 +305,5 @@ def test_both_kernel_paths_give_the_same_answers() -> None:
     assert "x86-64-v3" in outputs
     baseline = outputs.pop("x86-64-v3")
     for other in outputs.values():
-        np.testing.assert_array_equal(other[:, :3], baseline[:, :3])
-        np.testing.assert_allclose(other[:, 3:], baseline[:, 3:], atol=1e-5)
+        np.testing.assert_array_equal(other[:, :6], baseline[:, :6])
+        np.testing.assert_allclose(other[:, 6:], baseline[:, 6:], atol=1e-5)

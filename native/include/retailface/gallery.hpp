@@ -8,7 +8,9 @@
 // Search returns subjects, not templates: a subject's score is its best template's score.
 // Each query picks a plan from the size of what it may see:
 //   - exact scan over every live slot when the gallery is small,
-//   - exact scan over the allowed subjects' slots when a filter selects few templates,
+//   - exact scan over the allowed subjects' slots when a filter selects few templates: their int8 copies,
+//     packed with the cached filter, are scanned with a bound on the rounding, and every template the
+//     bound cannot rule out is re-scored in float, so the result is the exact one,
 //   - filtered hnswlib graph search (the filter inside the graph walk) when it selects many,
 //   - for a large unfiltered gallery: an exhaustive scan of the sign codes with a float re-rank of
 //     the nearest (default), or the hnswlib graph.
@@ -112,6 +114,8 @@ class Gallery {
   void set_threads(size_t threads);
   void set_ef(size_t ef);
   void set_graph_for_global(bool graph);
+  // Code scan: re-rank max(min_candidates, size / candidate_divisor) templates in float.
+  void set_candidates(size_t min_candidates, size_t candidate_divisor);
   // Code path of the scan kernels on this CPU ("avx512" or "x86-64-v3").
   static const char* isa() { return kernels::isa(); }
   // Copies of every live template, for snapshots.
@@ -128,12 +132,20 @@ class Gallery {
     std::vector<int64_t> allowed;
     std::vector<uint32_t> slots;
     std::unordered_set<int64_t> subjects;
+    // For the filtered scan only: row i describes slots[i]. int8 copy of the vector (scale * row
+    // approximates it), the norm of what the rounding lost and of the vector, and the subject, packed
+    // so that a scan reads one contiguous block instead of a cache line per template.
+    std::vector<int8_t> quantized;
+    std::vector<float> scales, errors, norms;
+    std::vector<int64_t> slot_subjects;
+    size_t bytes() const;
   };
 
   void ensure_capacity(size_t needed);
   void remove_slot(size_t slot);
   std::shared_ptr<const FilterEntry> filter_for(const int64_t* allowed, size_t allowed_count) const;
   Plan choose_plan(const FilterEntry* filter) const;
+  void filtered_scan(const float* query, const FilterEntry& filter, TopSubjects& best) const;
   void collect(Plan plan, const float* query, size_t top_k, const FilterEntry* filter, TopSubjects& best) const;
   static void report(const TopSubjects& best, Plan plan, float threshold, float margin, SearchOutput& out,
                      size_t row);
