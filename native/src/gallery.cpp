@@ -373,7 +373,8 @@ std::shared_ptr<const Gallery::FilterEntry> Gallery::filter_for(const int64_t* a
     for (size_t slot : found->second) entry->slots.push_back(static_cast<uint32_t>(slot));
   }
   std::sort(entry->slots.begin(), entry->slots.end());  // memory order: a forward scan
-  if (choose_plan(entry.get()) == Plan::kFilteredScan) {
+  entry->plan = choose_plan(entry.get());
+  if (entry->plan == Plan::kFilteredScan) {
     size_t dim = params_.dim, count = entry->slots.size();
     entry->quantized.resize(count * dim);
     entry->scales.resize(count);
@@ -454,11 +455,7 @@ void Gallery::collect(Plan plan, const float* query, size_t top_k, const FilterE
     case Plan::kEmpty:
       return;
     case Plan::kFilteredScan:
-      if (filter->quantized.size() == filter->slots.size() * params_.dim) {
-        filtered_scan(query, *filter, best);
-      } else {  // cached before a parameter change made it a scan: float rows, same answer
-        for (uint32_t slot : filter->slots) best.offer(slot_subject_[slot], slot_template_[slot], similarity(slot, query));
-      }
+      filtered_scan(query, *filter, best);
       return;
     case Plan::kExactScan:
       for (size_t slot = 0; slot < used_slots_; ++slot)
@@ -512,7 +509,7 @@ SearchOutput Gallery::search(const float* queries, size_t n, size_t top_k, float
   std::shared_lock lock(mutex_);
   std::shared_ptr<const FilterEntry> filter;
   if (allowed != nullptr) filter = filter_for(allowed, allowed_count);
-  Plan plan = choose_plan(filter.get());
+  Plan plan = filter ? filter->plan : choose_plan(nullptr);
   // Queries go in groups (of up to kMaxQueries for the code scan, which reads the codes once per group);
   // groups are shared out to the workers as they finish.
   size_t group = plan == Plan::kCodeScan ? kernels::kMaxQueries : 1;
@@ -572,7 +569,7 @@ void Gallery::set_ef(size_t ef) {
   std::unique_lock lock(mutex_);
   params_.ef_search = ef;
   index_->setEf(ef);
-  ++version_;  // the plan of a cached filter may change with ef
+  ++version_;  // a cached filter's plan depends on ef
 }
 
 void Gallery::set_candidates(size_t min_candidates, size_t candidate_divisor) {

@@ -132,6 +132,8 @@ class Gallery {
     std::vector<int64_t> allowed;
     std::vector<uint32_t> slots;
     std::unordered_set<int64_t> subjects;
+    // Chosen once with the entry: everything the choice depends on (size, ef) bumps `version`.
+    Plan plan = Plan::kEmpty;
     // For the filtered scan only: row i describes slots[i]. int8 copy of the vector (scale * row
     // approximates it), the norm of what the rounding lost and of the vector, and the subject, packed
     // so that a scan reads one contiguous block instead of a cache line per template.
