@@ -105,6 +105,9 @@ def service_environment(service: str, runtime: Runtime, ports: dict[str, int] | 
         env["RETAILFACE_MATCHING_KEY_FILE"] = str(runtime.root / "secrets" / "matching-template-key")
     elif service == "personalization":
         env["RETAILFACE_PERSONALIZATION_DATA_DIR"] = str(runtime.data_dir("personalization"))
+    elif service == "gateway":  # the gateway calls the other services on this stack's ports, not the defaults
+        for backend in ("detection", "embedding", "matching", "personalization"):
+            env[f"RETAILFACE_GATEWAY_{backend.upper()}_ADDR"] = f"127.0.0.1:{ports[backend]}"
     if runtime.tls:
         env |= {
             "RETAILFACE_TLS_CERT": str(runtime.pki_dir / f"{service}.crt"),

@@ -79,6 +79,8 @@ class Spec:
     allowed_role: str  # a role that may
     # A call that takes a while, for the in-flight-during-SIGTERM check: size -> (method name, request).
     slow_call: Callable[[int], tuple[str, Any]] | None
+    # Services started first, so that slow_call does real downstream work instead of failing fast.
+    backends: tuple[str, ...] = ()
 
 
 SPECS: dict[str, Spec] = {
@@ -87,8 +89,10 @@ SPECS: dict[str, Spec] = {
         lambda stub: stub.ListGalleries(matching_pb2.ListGalleriesRequest(), timeout=5),
         "camera",
         "admin",
-        # Detection is not running: the batch completes after the channel's retries, frames marked UNAVAILABLE.
+        # Real detection runs on every frame (no faces in noise, so nothing further downstream is called).
+        # Without it the batch fails fast with UNAVAILABLE, too fast to catch in flight on a busy machine.
         lambda size: ("ProcessFrames", gateway_pb2.FrameBatch(frames=_frames(size).frames)),
+        backends=("detection",),
     ),
     "detection": Spec(
         detection_pb2_grpc.DetectionServiceStub,
@@ -138,6 +142,9 @@ def _metrics(port: int) -> str:
 @pytest.mark.parametrize("service", list(SPECS))
 def test_service_process_over_mtls(service: str, tls_stack: LocalStack) -> None:
     spec = SPECS[service]
+    for backend in spec.backends:
+        tls_stack.start(backend)
+        tls_stack.wait_serving(backend)
     proc = tls_stack.start(service)
     assert tls_stack.wait_serving(service) == "SERVING"
     channel = client_channel(proc.target, tls_stack.runtime)

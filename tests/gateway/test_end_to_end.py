@@ -106,8 +106,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     for name in SERVICES:
         ports[name], ports[f"{name}-metrics"] = free_port(), free_port()
     gateway_env = {"RETAILFACE_GATEWAY_CAMERAS_FILE": str(cameras), "RETAILFACE_GATEWAY_MEMBER_CACHE_SECONDS": "0.5"}
-    for name in ("detection", "embedding", "matching", "personalization"):
-        gateway_env[f"RETAILFACE_GATEWAY_{name.upper()}_ADDR"] = f"127.0.0.1:{ports[name]}"
     stack = LocalStack(
         runtime,
         ports=ports,
