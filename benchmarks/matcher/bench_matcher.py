@@ -49,17 +49,77 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 def make_data(n: int, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    sigma = (np.arange(1, DIM + 1, dtype=np.float64)) ** (-solve_exponent())
-    gallery = normalise(rng.normal(size=(n, DIM)) * sigma)
+    gallery = normalise(rng.normal(size=(n, DIM)) * spectrum())
     truth = rng.choice(n, size=GENUINE, replace=False)
-    noise = rng.normal(size=(GENUINE, DIM)) * sigma
-    templates = gallery[truth].astype(np.float64)
+    genuine = captures(gallery[truth], rng)
+    impostors = normalise(rng.normal(size=(IMPOSTORS, DIM)) * spectrum())
+    return {"gallery": gallery, "truth": truth, "genuine": genuine, "impostors": impostors}
+
+
+def spectrum() -> np.ndarray:
+    return (np.arange(1, DIM + 1, dtype=np.float64)) ** (-solve_exponent())
+
+
+def captures(templates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """New captures of enrolled identities: noise from the same spectrum, cosine to the template in [0.5, 0.8]."""
+    noise = rng.normal(size=templates.shape) * spectrum()
+    templates = templates.astype(np.float64)
     noise -= (noise * templates).sum(1, keepdims=True) * templates  # orthogonal to the template
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    cosine = rng.uniform(0.5, 0.8, size=(GENUINE, 1))
-    genuine = normalise(cosine * templates + np.sqrt(1 - cosine**2) * noise)
-    impostors = normalise(rng.normal(size=(IMPOSTORS, DIM)) * sigma)
-    return {"gallery": gallery, "truth": truth, "genuine": genuine, "impostors": impostors}
+    cosine = rng.uniform(0.5, 0.8, size=(len(templates), 1))
+    return normalise(cosine * templates + np.sqrt(1 - cosine**2) * noise)
+
+
+def filter_sweep(ours: Any, data: dict[str, np.ndarray], seed: int, queries: int = 1000) -> list[dict[str, Any]]:
+    """Filters from 1% to 50% of the gallery, each plan forced in turn: top-1 against brute force over the
+    allowed subjects, for captures of allowed members and for impostors, and single-query latency."""
+    from retailface._matcher import Plan
+
+    gallery, n = data["gallery"], len(data["gallery"])
+    rng = np.random.default_rng(seed + 2)
+    plans = {  # name -> (filtered_scan_share, graph_for_global)
+        "default": (4, False),
+        "exact int8 scan": (1, False),
+        "filtered code scan": (10**9, False),
+        "filtered graph": (10**9, True),  # the graph where allowed^2 > ef * M * size
+    }
+    rows = []
+    ours.set_threads(1)
+    for share in (0.01, 0.05, 0.1, 0.25, 0.5):
+        allowed = np.sort(rng.choice(n, size=int(n * share), replace=False)).astype(np.int64)
+        members = captures(gallery[rng.choice(allowed, size=queries, replace=False)], rng)
+        batch = np.concatenate([members, data["impostors"][:queries]])
+        exact = allowed[np.concatenate([(part @ gallery[allowed].T).argmax(1) for part in np.split(batch, 8)])]
+        for name, (scan_share, graph) in plans.items():
+            ours.set_filtered_scan_share(scan_share)
+            ours.set_graph_for_global(graph)
+            start = time.perf_counter()
+            ours.search(batch[:1], top_k=1, allowed_subjects=allowed)
+            first = (time.perf_counter() - start) * 1000
+            found = ours.search(batch, top_k=1, allowed_subjects=allowed)
+            p50, p99 = latency(
+                lambda q, allowed=allowed: ours.search(q, top_k=1, allowed_subjects=allowed),
+                batch,
+                count=1000,
+                rounds=1,
+            )
+            hit = found.subjects[:, 0] == exact
+            row = {
+                "share": share,
+                "allowed": len(allowed),
+                "plan": name,
+                "chosen": sorted({Plan(int(p)).name for p in found.plans}),
+                "exact_members": round(float(hit[:queries].mean()), 4),
+                "exact_impostors": round(float(hit[queries:].mean()), 4),
+                "p50_ms": round(p50, 3),
+                "p99_ms": round(p99, 3),
+                "first_call_ms": round(first, 1),
+            }
+            print(f"  filter {share:.0%} {name}: {row}", file=sys.stderr, flush=True)
+            rows.append(row)
+    ours.set_filtered_scan_share(4)
+    ours.set_graph_for_global(False)
+    return rows
 
 
 def brute_force(gallery: np.ndarray, queries: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -245,6 +305,8 @@ def run_size(n: int, seed: int, efs: list[int]) -> dict[str, Any]:
         "store_scoped_p99_ms": round(p99, 3),
         "store_scoped_first_call_ms": round(cold, 3),
     }
+    print(f"[N={n}] filter widths: each plan forced in turn", file=sys.stderr, flush=True)
+    result["filter_sweep"] = filter_sweep(ours, data, seed)
     result["_curves"] = curves
     return result
 

@@ -64,7 +64,8 @@ PYBIND11_MODULE(_matcher, m) {
       .value("GRAPH", retailface::Plan::kGraph)
       .value("FILTERED_SCAN", retailface::Plan::kFilteredScan)
       .value("FILTERED_GRAPH", retailface::Plan::kFilteredGraph)
-      .value("CODE_SCAN", retailface::Plan::kCodeScan);
+      .value("CODE_SCAN", retailface::Plan::kCodeScan)
+      .value("FILTERED_CODE_SCAN", retailface::Plan::kFilteredCodeScan);
 
   py::class_<PySearchResult>(m, "SearchResult")
       .def_readonly("subjects", &PySearchResult::subjects)
@@ -178,6 +179,7 @@ PYBIND11_MODULE(_matcher, m) {
       .def("set_ef", &Gallery::set_ef, py::arg("ef"))
       .def("set_graph_for_global", &Gallery::set_graph_for_global, py::arg("graph"))
       .def("set_candidates", &Gallery::set_candidates, py::arg("min_candidates"), py::arg("candidate_divisor"))
+      .def("set_filtered_scan_share", &Gallery::set_filtered_scan_share, py::arg("share"))
       .def_property_readonly("size", &Gallery::size)
       .def_property_readonly("subject_count", &Gallery::subject_count)
       .def_property_readonly("memory_bytes", &Gallery::memory_bytes)
@@ -196,6 +198,7 @@ PYBIND11_MODULE(_matcher, m) {
         params["graph_for_global"] = p.graph_for_global;
         params["min_candidates"] = p.min_candidates;
         params["candidate_divisor"] = p.candidate_divisor;
+        params["filtered_scan_share"] = p.filtered_scan_share;
         return params;
       });
 }

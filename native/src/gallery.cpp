@@ -280,11 +280,16 @@ void Gallery::store_code(size_t slot, const uint64_t* code) {
   for (size_t word = 0; word < kCodeWords; ++word) block[word * kernels::kLanes + slot % kernels::kLanes] = code[word];
 }
 
-void Gallery::code_scan(const float* queries, size_t count, TopSubjects* best) const {
+void Gallery::code_scan(const float* queries, size_t count, TopSubjects* best, const FilterEntry* filter) const {
   constexpr size_t kQueries = kernels::kMaxQueries;
   uint64_t query_codes[kQueries * kCodeWords];
   for (size_t q = 0; q < count; ++q) encode(queries + q * params_.dim, query_codes + q * kCodeWords);
-  size_t live = used_slots_ - free_slots_.size();
+  // With a filter, only allowed slots count: the same share of them is re-ranked as of a whole gallery.
+  const std::vector<uint64_t>* mask = filter != nullptr ? &filter->mask : nullptr;
+  auto searchable = [&](size_t slot) {
+    return mask == nullptr ? live_[slot] != 0 : (((*mask)[slot / 64] >> (slot % 64)) & 1) != 0;
+  };
+  size_t live = filter != nullptr ? filter->slots.size() : used_slots_ - free_slots_.size();
   size_t wanted = std::min(live, std::max(params_.min_candidates, live / params_.candidate_divisor));
   size_t blocks = (used_slots_ + kernels::kLanes - 1) / kernels::kLanes;
   auto cutoff_for = [](const uint32_t* histogram, size_t needed) {
@@ -300,7 +305,12 @@ void Gallery::code_scan(const float* queries, size_t count, TopSubjects* best) c
   for (size_t block = 0; block < blocks; block += kSampleEvery) {
     for (size_t q = 0; q < count; ++q) {
       kernels::hamming(codes_.data() + block * kernels::kBlockWords, query_codes + q * kCodeWords, 1, distances);
-      for (uint16_t distance : distances) ++histograms[q][distance];
+      if (mask == nullptr) {
+        for (uint16_t distance : distances) ++histograms[q][distance];
+      } else {
+        for (size_t lane = 0; lane < kernels::kLanes; ++lane)
+          if (block * kernels::kLanes + lane < used_slots_ && searchable(block * kernels::kLanes + lane)) ++histograms[q][distances[lane]];
+      }
     }
   }
   uint32_t estimates[kQueries];
@@ -313,7 +323,7 @@ void Gallery::code_scan(const float* queries, size_t count, TopSubjects* best) c
   for (size_t q = 0; q < count; ++q) {
     auto& found = candidates[q];
     const float* query = queries + q * params_.dim;
-    found.erase(std::remove_if(found.begin(), found.end(), [&](const auto& candidate) { return !live_[candidate.second]; }),
+    found.erase(std::remove_if(found.begin(), found.end(), [&](const auto& candidate) { return !searchable(candidate.second); }),
                 found.end());
     uint32_t* histogram = histograms[q];
     std::fill(histogram, histogram + kCodeBits + 2, 0u);
@@ -325,11 +335,11 @@ void Gallery::code_scan(const float* queries, size_t count, TopSubjects* best) c
       kernels::hamming(codes_.data(), query_codes + q * kCodeWords, blocks, all.data());
       std::fill(histogram, histogram + kCodeBits + 2, 0u);
       for (size_t slot = 0; slot < used_slots_; ++slot)
-        if (live_[slot]) ++histogram[all[slot]];
+        if (searchable(slot)) ++histogram[all[slot]];
       cutoff = cutoff_for(histogram, wanted);
       found.clear();
       for (size_t slot = 0; slot < used_slots_; ++slot)
-        if (live_[slot] && all[slot] <= cutoff) found.emplace_back(all[slot], static_cast<uint32_t>(slot));
+        if (searchable(slot) && all[slot] <= cutoff) found.emplace_back(all[slot], static_cast<uint32_t>(slot));
     }
     found.erase(std::remove_if(found.begin(), found.end(), [&](const auto& candidate) { return candidate.first > cutoff; }),
                 found.end());
@@ -374,6 +384,10 @@ std::shared_ptr<const Gallery::FilterEntry> Gallery::filter_for(const int64_t* a
   }
   std::sort(entry->slots.begin(), entry->slots.end());  // memory order: a forward scan
   entry->plan = choose_plan(entry.get());
+  if (entry->plan == Plan::kFilteredCodeScan) {
+    entry->mask.assign((used_slots_ + 63) / 64, 0);
+    for (uint32_t slot : entry->slots) entry->mask[slot / 64] |= uint64_t{1} << (slot % 64);
+  }
   if (entry->plan == Plan::kFilteredScan) {
     size_t dim = params_.dim, count = entry->slots.size();
     entry->quantized.resize(count * dim);
@@ -403,12 +417,17 @@ Plan Gallery::choose_plan(const FilterEntry* filter) const {
   size_t live = used_slots_ - free_slots_.size();
   if (live == 0 || (filter != nullptr && filter->slots.empty())) return Plan::kEmpty;
   if (filter != nullptr) {
-    // A filtered graph walk visits about ef * M / selectivity nodes before it has ef allowed ones; an exact
-    // scan visits the allowed templates once. Scan while allowed^2 <= ef * M * live (32k templates of 1M).
-    double allowed = static_cast<double>(filter->slots.size());
-    bool scan = filter->slots.size() <= params_.filtered_scan_below || live <= params_.exact_below ||
-                allowed * allowed <= static_cast<double>(params_.ef_search * params_.M) * static_cast<double>(live);
-    return scan ? Plan::kFilteredScan : Plan::kFilteredGraph;
+    size_t allowed = filter->slots.size();
+    if (allowed <= params_.filtered_scan_below || live <= params_.exact_below) return Plan::kFilteredScan;
+    if (params_.graph_for_global) {
+      // A filtered graph walk visits about ef * M / selectivity nodes before it has ef allowed ones; an exact
+      // scan visits the allowed templates once. Scan while allowed^2 <= ef * M * live (32k templates of 1M).
+      double wide = static_cast<double>(allowed);
+      return wide * wide <= static_cast<double>(params_.ef_search * params_.M) * static_cast<double>(live) ? Plan::kFilteredScan
+                                                                                                          : Plan::kFilteredGraph;
+    }
+    // Exact while it is about as cheap as the code scan (params_.filtered_scan_share); wider, the code scan.
+    return allowed * params_.filtered_scan_share <= live ? Plan::kFilteredScan : Plan::kFilteredCodeScan;
   }
   if (live <= params_.exact_below) return Plan::kExactScan;
   return params_.graph_for_global ? Plan::kGraph : Plan::kCodeScan;
@@ -417,7 +436,7 @@ Plan Gallery::choose_plan(const FilterEntry* filter) const {
 size_t Gallery::FilterEntry::bytes() const {
   return sizeof(FilterEntry) + allowed.size() * sizeof(int64_t) + slots.size() * sizeof(uint32_t) + subjects.size() * 32 +
          quantized.size() + (scales.size() + errors.size() + norms.size()) * sizeof(float) +
-         slot_subjects.size() * sizeof(int64_t);
+         slot_subjects.size() * sizeof(int64_t) + mask.size() * sizeof(uint64_t);
 }
 
 void Gallery::filtered_scan(const float* query, const FilterEntry& filter, TopSubjects& best) const {
@@ -425,26 +444,41 @@ void Gallery::filtered_scan(const float* query, const FilterEntry& filter, TopSu
   // |u.v - q.t| <= |q| |v - t| + |u - q| |v|: q.t comes from the int8 scan, and the bound says which
   // templates could still be among the best. Only those are scored in float.
   size_t dim = params_.dim, count = filter.slots.size();
-  thread_local std::vector<int8_t> rounded_query;
-  thread_local std::vector<int32_t> dots;
-  thread_local std::vector<float> approx, slack;
+  // Per-thread buffers, bound once: each access to a thread_local costs a TLS lookup.
+  thread_local std::vector<int8_t> rounded_buffer;
+  thread_local std::vector<int32_t> dot_buffer;
+  thread_local std::vector<float> lower_buffer, upper_buffer;
+  auto& rounded_query = rounded_buffer;
+  auto& dots = dot_buffer;
+  auto& lower = lower_buffer;
+  auto& upper = upper_buffer;
   rounded_query.resize(dim);
   dots.resize(count);
-  approx.resize(count);
-  slack.resize(count);
+  lower.resize(count);
+  upper.resize(count);
   Rounded q = round_to_int8(query, dim, rounded_query.data());
   kernels::dots_i8(filter.quantized.data(), count, dim, rounded_query.data(), dots.data());
   // Float rounding of the scores themselves (1e-6 at most here) is covered many times over.
   constexpr float kFloatSlack = 1e-4f;
-  TopSubjects sure(best.capacity());  // the best subjects by the score each is sure to reach
-  for (size_t i = 0; i < count; ++i) {
-    approx[i] = q.scale * filter.scales[i] * static_cast<float>(dots[i]);
-    slack[i] = q.rounded_norm * filter.errors[i] + q.error * filter.norms[i] + kFloatSlack;
-    sure.offer(filter.slot_subjects[i], 0, approx[i] - slack[i]);
+  const float *scales = filter.scales.data(), *errors = filter.errors.data(), *norms = filter.norms.data();
+  for (size_t i = 0; i < count; ++i) {  // branch-free: the compiler vectorises it
+    float approx = q.scale * scales[i] * static_cast<float>(dots[i]);
+    float slack = q.rounded_norm * errors[i] + q.error * norms[i] + kFloatSlack;
+    lower[i] = approx - slack;
+    upper[i] = approx + slack;
   }
+  // The best subjects by the score each is sure to reach. Skipping a template that only ties the floor
+  // can only lower the floor, which keeps the result exact.
+  TopSubjects sure(best.capacity());
   float floor = sure.floor();
   for (size_t i = 0; i < count; ++i) {
-    if (approx[i] + slack[i] < floor) continue;  // certainly below `capacity` other subjects
+    if (lower[i] > floor) {
+      sure.offer(filter.slot_subjects[i], 0, lower[i]);
+      floor = sure.floor();
+    }
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (upper[i] < floor) continue;  // certainly below `capacity` other subjects
     uint32_t slot = filter.slots[i];
     best.offer(filter.slot_subjects[i], slot_template_[slot], similarity(slot, query));
   }
@@ -462,7 +496,8 @@ void Gallery::collect(Plan plan, const float* query, size_t top_k, const FilterE
         if (live_[slot]) best.offer(slot_subject_[slot], slot_template_[slot], similarity(slot, query));
       return;
     case Plan::kCodeScan:
-      code_scan(query, 1, &best);
+    case Plan::kFilteredCodeScan:
+      code_scan(query, 1, &best, filter);
       return;
     case Plan::kGraph:
     case Plan::kFilteredGraph: {
@@ -512,14 +547,15 @@ SearchOutput Gallery::search(const float* queries, size_t n, size_t top_k, float
   Plan plan = filter ? filter->plan : choose_plan(nullptr);
   // Queries go in groups (of up to kMaxQueries for the code scan, which reads the codes once per group);
   // groups are shared out to the workers as they finish.
-  size_t group = plan == Plan::kCodeScan ? kernels::kMaxQueries : 1;
+  bool grouped = plan == Plan::kCodeScan || plan == Plan::kFilteredCodeScan;
+  size_t group = grouped ? kernels::kMaxQueries : 1;
   size_t groups = (n + group - 1) / group;
   parallel_for(groups, [&](size_t g) {
     size_t begin = g * group, end = std::min(n, begin + group);
     // Two subjects at least: the decision looks at the runner-up even when top_k is 1.
     std::vector<TopSubjects> best(end - begin, TopSubjects(std::max<size_t>(top_k, 2)));
-    if (plan == Plan::kCodeScan) {
-      code_scan(queries + begin * params_.dim, end - begin, best.data());
+    if (grouped) {
+      code_scan(queries + begin * params_.dim, end - begin, best.data(), filter.get());
     } else {
       for (size_t row = begin; row < end; ++row) collect(plan, queries + row * params_.dim, top_k, filter.get(), best[row - begin]);
     }
@@ -578,9 +614,16 @@ void Gallery::set_candidates(size_t min_candidates, size_t candidate_divisor) {
   params_.candidate_divisor = std::max<size_t>(candidate_divisor, 1);
 }
 
+void Gallery::set_filtered_scan_share(size_t share) {
+  std::unique_lock lock(mutex_);
+  params_.filtered_scan_share = std::max<size_t>(share, 1);
+  ++version_;  // a cached filter's plan depends on it
+}
+
 void Gallery::set_graph_for_global(bool graph) {
   std::unique_lock lock(mutex_);
   params_.graph_for_global = graph;
+  ++version_;  // so does a cached filter's plan
 }
 
 void Gallery::templates(std::vector<int64_t>& template_ids, std::vector<int64_t>& subject_ids,

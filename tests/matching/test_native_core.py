@@ -90,14 +90,28 @@ def test_readding_a_template_replaces_it() -> None:
     assert gallery.search(vectors[1:].copy(), top_k=1).subjects[0, 0] == 2
 
 
-@pytest.mark.parametrize("exact_below", [100_000, 0], ids=["small", "large"])
-def test_filtered_search_is_exact_over_the_allowed_subjects(exact_below: int) -> None:
+@pytest.mark.parametrize(
+    ("exact_below", "graph_for_global", "wide_plan"),
+    [(100_000, False, Plan.FILTERED_SCAN), (0, False, Plan.FILTERED_CODE_SCAN), (0, True, Plan.FILTERED_GRAPH)],
+    ids=["small", "large", "large-graph"],
+)
+def test_filtered_search_is_exact_over_the_allowed_subjects(
+    exact_below: int, graph_for_global: bool, wide_plan: Plan
+) -> None:
     vectors = _unit(5000)
     subjects = np.arange(5000, dtype=np.int64)
-    gallery = Gallery(dim=64, capacity=64, ef_search=200, exact_below=exact_below, filtered_scan_below=100)
+    gallery = Gallery(
+        dim=64,
+        capacity=64,
+        ef_search=200,
+        exact_below=exact_below,
+        filtered_scan_below=100,
+        graph_for_global=graph_for_global,
+    )
     gallery.add(subjects.copy(), subjects, vectors)
     queries = _unit(50, seed=3)
-    # A narrow filter is scanned; a wide one (allowed^2 > ef * M * size) walks the graph with the filter inside.
+    # A narrow filter is scanned exactly. A wide one takes the code scan over the allowed slots or, with the
+    # graph preferred, walks the graph with the filter inside (allowed^2 > ef * M * size).
     narrow, wide = np.arange(0, 5000, 100, dtype=np.int64), subjects[subjects % 50 != 0].copy()
     for allowed in (narrow, wide):
         result = gallery.search(queries, top_k=3, allowed_subjects=allowed)
@@ -105,10 +119,32 @@ def test_filtered_search_is_exact_over_the_allowed_subjects(exact_below: int) ->
         expected, _ = _brute_force(vectors[allowed], allowed, queries, 3)
         np.testing.assert_array_equal(result.subjects[:, 0], expected[:, 0])
     assert set(gallery.search(queries, allowed_subjects=narrow).plans.tolist()) == {Plan.FILTERED_SCAN.value}
-    wide_plan = Plan.FILTERED_SCAN if exact_below else Plan.FILTERED_GRAPH
     assert set(gallery.search(queries, allowed_subjects=wide).plans.tolist()) == {wide_plan.value}
     empty = gallery.search(queries[:1].copy(), allowed_subjects=np.array([123456], dtype=np.int64))
     assert empty.subjects[0, 0] == -1 and empty.decisions[0] == Decision.NO_MATCH.value
+
+
+def test_a_wide_filter_takes_the_code_scan_over_the_allowed_slots_only() -> None:
+    vectors = _unit(20_000)
+    subjects = np.arange(20_000, dtype=np.int64)
+    gallery = Gallery(dim=64, capacity=64, exact_below=0, filtered_scan_below=0)
+    gallery.add(subjects.copy(), subjects, vectors)
+    allowed = subjects[subjects % 2 == 0].copy()  # half the gallery: wider than 1/filtered_scan_share
+    inside, outside = vectors[0:400:2].copy(), vectors[1:400:2].copy()  # templates of allowed / other subjects
+    found = gallery.search(inside, top_k=3, allowed_subjects=allowed)
+    assert set(found.plans.tolist()) == {Plan.FILTERED_CODE_SCAN.value}
+    np.testing.assert_array_equal(found.subjects[:, 0], subjects[0:400:2])
+    others = gallery.search(outside, top_k=3, allowed_subjects=allowed)
+    assert np.isin(others.subjects, allowed).all() and (others.scores < 0.99).all()
+    # A removal changes the slots: the cached filter is rebuilt, and the removed subject is gone at once.
+    assert gallery.remove_subject(0) == 1
+    again = gallery.search(inside[:1].copy(), top_k=3, allowed_subjects=allowed)
+    assert 0 not in again.subjects[0] and set(again.plans.tolist()) == {Plan.FILTERED_CODE_SCAN.value}
+    # With the exact scan preferred for every width, the same filter is scanned exactly, with the same answers.
+    gallery.set_filtered_scan_share(1)
+    exact = gallery.search(inside[1:].copy(), top_k=3, allowed_subjects=allowed)
+    assert set(exact.plans.tolist()) == {Plan.FILTERED_SCAN.value}
+    np.testing.assert_array_equal(exact.subjects[:, 0], subjects[2:400:2])
 
 
 @pytest.mark.parametrize("dim", [128, 72], ids=["dim128", "dim72-tail"])

@@ -47,6 +47,7 @@ enum class Plan : int8_t {
   kFilteredScan = 3,
   kFilteredGraph = 4,
   kCodeScan = 5,
+  kFilteredCodeScan = 6,  // the code scan over the allowed slots only (wide filters)
 };
 
 struct GalleryParams {
@@ -61,6 +62,10 @@ struct GalleryParams {
   bool graph_for_global = false;      // large unfiltered galleries: hnswlib graph instead of the code scan
   size_t min_candidates = 256;        // code scan: templates re-ranked in float, at least...
   size_t candidate_divisor = 400;     // ...and one in this many of the gallery
+  // Filters selecting up to 1/share of the gallery are scanned exactly (int8 copies, float re-score); wider
+  // ones take the code scan over the allowed slots. The int8 scan reads 4x the code scan's bytes per
+  // template, but only the allowed ones: memory traffic is equal at a quarter (see BENCHMARKS.md).
+  size_t filtered_scan_share = 4;
 };
 
 // Sign codes of random projections (SimHash): the Hamming distance between two codes estimates the
@@ -116,6 +121,7 @@ class Gallery {
   void set_graph_for_global(bool graph);
   // Code scan: re-rank max(min_candidates, size / candidate_divisor) templates in float.
   void set_candidates(size_t min_candidates, size_t candidate_divisor);
+  void set_filtered_scan_share(size_t share);
   // Code path of the scan kernels on this CPU ("avx512" or "x86-64-v3").
   static const char* isa() { return kernels::isa(); }
   // Copies of every live template, for snapshots.
@@ -140,6 +146,8 @@ class Gallery {
     std::vector<int8_t> quantized;
     std::vector<float> scales, errors, norms;
     std::vector<int64_t> slot_subjects;
+    // For the filtered code scan only: bit per slot, set where the slot is allowed.
+    std::vector<uint64_t> mask;
     size_t bytes() const;
   };
 
@@ -159,7 +167,7 @@ class Gallery {
   void encode(const float* vector, uint64_t* code) const;
   void store_code(size_t slot, const uint64_t* code);
   // Up to kernels::kMaxQueries queries in one pass over the codes.
-  void code_scan(const float* queries, size_t count, TopSubjects* best) const;
+  void code_scan(const float* queries, size_t count, TopSubjects* best, const FilterEntry* filter = nullptr) const;
   template <typename Work>
   void parallel_for(size_t count, Work&& work) const;
 
