@@ -79,7 +79,7 @@ bench-offers: install
 bench-vision: models testdata bench-deps
 	$(BENCH) benchmarks/vision/bench_vision.py
 
-# Gallery search at N = 100k and 1M against hnswlib, faiss and numpy; about 40 minutes on 2 cores.
+# Gallery search at N = 100k and 1M against hnswlib, faiss and numpy; about 45 minutes on 2 cores.
 bench-matcher: bench-deps
 	$(BENCH) benchmarks/matcher/bench_matcher.py --sizes 100000,1000000
 
