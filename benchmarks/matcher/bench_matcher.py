@@ -17,6 +17,7 @@ is one JSON object.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -56,6 +57,7 @@ def make_data(n: int, seed: int) -> dict[str, np.ndarray]:
     return {"gallery": gallery, "truth": truth, "genuine": genuine, "impostors": impostors}
 
 
+@functools.cache
 def spectrum() -> np.ndarray:
     return (np.arange(1, DIM + 1, dtype=np.float64)) ** (-solve_exponent())
 
@@ -77,8 +79,9 @@ def filter_sweep(ours: Any, data: dict[str, np.ndarray], seed: int, queries: int
 
     gallery, n = data["gallery"], len(data["gallery"])
     rng = np.random.default_rng(seed + 2)
+    default_share = ours.params["filtered_scan_share"]
     plans = {  # name -> (filtered_scan_share, graph_for_global)
-        "default": (4, False),
+        "default": (default_share, False),
         "exact int8 scan": (1, False),
         "filtered code scan": (10**9, False),
         "filtered graph": (10**9, True),  # the graph where allowed^2 > ef * M * size
@@ -89,7 +92,7 @@ def filter_sweep(ours: Any, data: dict[str, np.ndarray], seed: int, queries: int
         allowed = np.sort(rng.choice(n, size=int(n * share), replace=False)).astype(np.int64)
         members = captures(gallery[rng.choice(allowed, size=queries, replace=False)], rng)
         batch = np.concatenate([members, data["impostors"][:queries]])
-        exact = allowed[np.concatenate([(part @ gallery[allowed].T).argmax(1) for part in np.split(batch, 8)])]
+        exact = allowed[brute_force(gallery[allowed], batch)[0]]
         for name, (scan_share, graph) in plans.items():
             ours.set_filtered_scan_share(scan_share)
             ours.set_graph_for_global(graph)
@@ -117,7 +120,7 @@ def filter_sweep(ours: Any, data: dict[str, np.ndarray], seed: int, queries: int
             }
             print(f"  filter {share:.0%} {name}: {row}", file=sys.stderr, flush=True)
             rows.append(row)
-    ours.set_filtered_scan_share(4)
+    ours.set_filtered_scan_share(default_share)
     ours.set_graph_for_global(False)
     return rows
 

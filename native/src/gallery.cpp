@@ -305,12 +305,9 @@ void Gallery::code_scan(const float* queries, size_t count, TopSubjects* best, c
   for (size_t block = 0; block < blocks; block += kSampleEvery) {
     for (size_t q = 0; q < count; ++q) {
       kernels::hamming(codes_.data() + block * kernels::kBlockWords, query_codes + q * kCodeWords, 1, distances);
-      if (mask == nullptr) {
-        for (uint16_t distance : distances) ++histograms[q][distance];
-      } else {
-        for (size_t lane = 0; lane < kernels::kLanes; ++lane)
-          if (block * kernels::kLanes + lane < used_slots_ && searchable(block * kernels::kLanes + lane)) ++histograms[q][distances[lane]];
-      }
+      // Unfiltered, every lane counts (an estimate); filtered, only allowed ones (the mask is 0 past used_slots_).
+      for (size_t lane = 0; lane < kernels::kLanes; ++lane)
+        if (mask == nullptr || searchable(block * kernels::kLanes + lane)) ++histograms[q][distances[lane]];
     }
   }
   uint32_t estimates[kQueries];
