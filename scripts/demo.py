@@ -26,8 +26,8 @@ import grpc
 import numpy as np
 
 from retailface.client import AdminClient, CameraClient, PosClient, StaffClient, connect
-from retailface.services.shared.localstack import LocalStack, Runtime
-from retailface.services.shared.models import testdata_path
+from retailface.devtools.localstack import LocalStack, Runtime
+from retailface.devtools.models import testdata_path
 from retailface.v1 import common_pb2, gateway_pb2, personalization_pb2, personalization_pb2_grpc
 
 STORE = "store-01"
@@ -222,14 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     runtime = Runtime(args.runtime_dir.resolve())
     runtime.prepare()
+    runtime.seed_personalization(args.scale)
     cameras_file = runtime.root / "cameras.json"
     cameras_file.write_text(json.dumps(CAMERAS, indent=2))
     stack = LocalStack(
         runtime,
-        extra_env={
-            "gateway": {"RETAILFACE_GATEWAY_CAMERAS_FILE": str(cameras_file)},
-            "personalization": {"RETAILFACE_PERSONALIZATION_SYNTHETIC_SCALE": args.scale},
-        },
+        extra_env={"gateway": {"RETAILFACE_GATEWAY_CAMERAS_FILE": str(cameras_file)}},
     )
     timeline.say("starting detection, embedding, matching, personalization and gateway on loopback")
     try:

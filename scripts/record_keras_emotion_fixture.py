@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from retailface.services.shared.models import model_path, testdata_path
+from retailface.devtools.models import model_path, testdata_path
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "vision" / "fixtures" / "emotion_keras_reference.npz"
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer's _get_labels order

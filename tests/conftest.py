@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from retailface.devtools.localstack import LocalStack, Runtime, free_port
 from retailface.services.shared.config import SERVICES
-from retailface.services.shared.localstack import LocalStack, Runtime, free_port
 
 
 def _ports() -> dict[str, int]:

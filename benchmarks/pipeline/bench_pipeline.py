@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 
 from retailface.client import CameraClient, connect
-from retailface.services.shared.localstack import LocalStack, Runtime
-from retailface.services.shared.models import model_path, testdata_path
+from retailface.devtools.localstack import LocalStack, Runtime
+from retailface.devtools.models import model_path, testdata_path
 
 FACE_SOURCES = [
     "face_recognition/obama.jpg",

@@ -71,6 +71,20 @@ def parse_unit_float(raw: str) -> float:
     return value
 
 
+def parse_non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError(f"expected a number >= 0, got {raw}")
+    return value
+
+
+def parse_thread_count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError(f"expected 0 (one per core) or a positive count, got {value}")
+    return value
+
+
 def parse_path(raw: str) -> Path:
     return Path(raw).expanduser()
 
@@ -84,6 +98,8 @@ _TYPE_NAMES: dict[Callable[[str], Any], str] = {
     parse_positive_int: "integer > 0",
     parse_positive_float: "number > 0",
     parse_unit_float: "number in [0, 1]",
+    parse_non_negative_float: "number >= 0",
+    parse_thread_count: "thread count",
     parse_path: "path",
 }
 

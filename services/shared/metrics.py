@@ -23,14 +23,26 @@ STAGE_LATENCY = Histogram(
 )
 
 
+class Elapsed:
+    """How long a `stage_timer` block took, readable once the block has ended."""
+
+    seconds: float = 0.0
+
+    @property
+    def ms(self) -> float:
+        return self.seconds * 1000
+
+
 @contextmanager
-def stage_timer(service: str, stage: str) -> Iterator[None]:
-    """Times a block into retailface_stage_duration_seconds{service, stage}."""
+def stage_timer(service: str, stage: str) -> Iterator[Elapsed]:
+    """Times a block into retailface_stage_duration_seconds{service, stage}; `as elapsed` gives the time too."""
+    elapsed = Elapsed()
     start = time.perf_counter()
     try:
-        yield
+        yield elapsed
     finally:
-        STAGE_LATENCY.labels(service, stage).observe(time.perf_counter() - start)
+        elapsed.seconds = time.perf_counter() - start
+        STAGE_LATENCY.labels(service, stage).observe(elapsed.seconds)
 
 
 def serve_metrics(host: str, port: int) -> None:

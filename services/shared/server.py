@@ -29,8 +29,9 @@ from retailface.services.shared import config as config_module
 from retailface.services.shared import logging as logging_module
 from retailface.services.shared.auth import DEFAULT_ROLES, TokenStore, bearer_token
 from retailface.services.shared.config import ConfigError, ServiceConfig, Setting
+from retailface.services.shared.errors import ServiceError
 from retailface.services.shared.metrics import RPC_ERRORS, RPC_IN_FLIGHT, RPC_LATENCY, serve_metrics
-from retailface.services.shared.models import ModelMissingError
+from retailface.services.shared.model_files import ModelMissingError
 
 log = structlog.get_logger(__name__)
 
@@ -147,17 +148,24 @@ class _CallScope:
 def _wrap(handler: grpc.RpcMethodHandler, service: str, method: str, role: str, request_id: str):  # type: ignore[no-untyped-def]
     kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
 
+    # The one place where a ServiceError raised anywhere below a servicer becomes its status.
     def unary(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
             with _CallScope(service, method, role, request_id, context):
-                return behavior(request_or_iterator, context)
+                try:
+                    return behavior(request_or_iterator, context)
+                except ServiceError as error:
+                    context.abort(error.code, error.message)
 
         return call
 
     def streaming(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             with _CallScope(service, method, role, request_id, context):
-                yield from behavior(request_or_iterator, context)
+                try:
+                    yield from behavior(request_or_iterator, context)
+                except ServiceError as error:
+                    context.abort(error.code, error.message)
 
         return call
 

@@ -4,6 +4,7 @@ checks that keep the Kubernetes manifests and the local stack in line with the c
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from retailface.services.shared.config import COMMON_SETTINGS, SERVICE_PORTS, SE
 
 
 def service_settings(service: str) -> list[Setting]:
-    """The service-specific settings (SETTINGS of retailface.services.<service>.servicer)."""
-    module = importlib.import_module(f"retailface.services.{service}.servicer")
+    """The service-specific settings (SETTINGS of retailface.services.<service>.settings, else of its servicer)."""
+    package = f"retailface.services.{service}"
+    home = "settings" if importlib.util.find_spec(f"{package}.settings") is not None else "servicer"
+    module = importlib.import_module(f"{package}.{home}")
     return list(getattr(module, "SETTINGS", []))
 
 

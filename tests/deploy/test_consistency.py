@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from conftest import OVERLAYS, Rendered
 
-from retailface.services.gateway.pipeline import load_cameras
+from retailface.devtools.localstack import Runtime, container_command, service_environment
+from retailface.services.gateway.cameras import load_cameras
 from retailface.services.shared.config import COMMON_SETTINGS, SERVICE_PORTS, SERVICES, Setting, parse_path
-from retailface.services.shared.localstack import Runtime, container_command, service_environment
 from retailface.services.shared.settings_catalog import service_settings
 
 STATEFUL = {"matching", "personalization"}

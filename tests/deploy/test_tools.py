@@ -175,7 +175,7 @@ def test_dockerfiles_are_multi_stage_non_root_and_bake_models(dockerfile: Path) 
     runtime = text[text.index(" AS runtime") :]
     assert re.search(r"^USER 10001:10001$", runtime, re.MULTILINE), "the final stage runs as a numeric non-root user"
     assert "g++" not in runtime and "cmake" not in runtime, "compilers stay in the builder"
-    assert "ARG BAKE_MODELS=true" in text and "python -m retailface.services.shared.models fetch" in text
+    assert "ARG BAKE_MODELS=true" in text and "python -m retailface.devtools.models fetch" in text
     assert "-c requirements/lock.txt ./clients" in text, "the client package first, pinned"
     extra = "gpu" if dockerfile.name.endswith("gpu") else "cpu"
     assert f"'.[{extra}]'" in text

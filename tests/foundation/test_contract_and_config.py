@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from retailface.services.shared import config, models
+from retailface.devtools import models as fetching
+from retailface.services.shared import config
+from retailface.services.shared import model_files as models
 from retailface.services.shared.config import ConfigError, Setting, parse_port
+from retailface.services.shared.hashing import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,14 +116,14 @@ def test_corrupt_model_names_the_file_and_the_fix(tmp_path: Path) -> None:
     assert "\n" not in text and "corrupt" in text and "make models" in text
 
 
-def test_cached_models_verify() -> None:
-    for asset in models.MODEL_ASSETS:
-        assert models.model_path(asset.key, verify=True).stat().st_size > 0
+@pytest.mark.parametrize("asset", fetching.MODEL_ASSETS, ids=lambda asset: asset.key)
+def test_cached_model_is_the_vetted_file(asset: fetching.Asset) -> None:
+    assert sha256_file(models.model_path(asset.key, verify=True)) == asset.sha256
 
 
 @pytest.mark.parametrize("service", ["detection", "embedding"])
 def test_service_without_its_model_says_which_file_and_how_to_fetch_it(service: str, tmp_path: Path) -> None:
-    from retailface.services.shared.localstack import Runtime, free_port, service_environment
+    from retailface.devtools.localstack import Runtime, free_port, service_environment
 
     runtime = Runtime(tmp_path / "runtime")
     runtime.prepare()

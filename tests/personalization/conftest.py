@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from retailface.services.personalization import db, synthetic
+from retailface.devtools import synthetic
+from retailface.services.personalization import db
 from retailface.services.personalization.recommender import ModelHolder, TrainedModel, train
-from retailface.services.personalization.service import PersonalizationService, Settings
+from retailface.services.personalization.service import Personalization
+from retailface.services.personalization.settings import Settings
 
 STORE = "store-01"
 
@@ -43,7 +45,7 @@ def engine(seeded: Seeded, tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def service(engine: Engine, seeded: Seeded) -> Iterator[PersonalizationService]:
-    svc = PersonalizationService(engine, ModelHolder(lambda: train(engine), 0, initial=seeded.model), Settings())
-    yield svc
-    svc.close()
+def personalization(engine: Engine, seeded: Seeded) -> Iterator[Personalization]:
+    logic = Personalization(engine, ModelHolder(lambda: train(engine), 0, initial=seeded.model), Settings())
+    yield logic
+    logic.close()

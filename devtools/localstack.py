@@ -1,7 +1,7 @@
 """The local stack: every service as its own process on loopback, started with the same command
 and environment variables as its container (deploy/k8s), for `make demo` and the tests.
 
-    python -m retailface.services.shared.localstack [--tls] [--services gateway,matching]
+    python -m retailface.devtools.localstack [--tls] [--services gateway,matching] [--seed small]
 
 starts the stack, prints each service's health and exits (with --hold it keeps running until
 Ctrl-C). Runtime files (tokens, certificates, keys, data) live under --runtime-dir.
@@ -25,9 +25,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from retailface.devtools.devcerts import make_dev_pki
 from retailface.services.shared.auth import ROLES
 from retailface.services.shared.config import SERVICE_PORTS, SERVICES
-from retailface.services.shared.devcerts import make_dev_pki
 
 # Start order: backends before the gateway that calls them.
 START_ORDER: tuple[str, ...] = ("matching", "personalization", "detection", "embedding", "gateway")
@@ -86,6 +86,23 @@ class Runtime:
             make_dev_pki(self.pki_dir, (*SERVICES, "client"))
         for service in SERVICES:
             self.data_dir(service).mkdir(parents=True, exist_ok=True)
+
+    def seed_personalization(self, scale: str, seed: int = 7) -> dict[str, int]:
+        """Fills personalization's database (where its container would find it) with synthetic data.
+
+        Runs before the service starts, as an operator's data load would; a database that already
+        has members is left as it is (returns {}).
+        """
+        from retailface.devtools import synthetic
+        from retailface.services.personalization import db
+
+        engine = db.open_engine(db.default_url(self.data_dir("personalization")))
+        try:
+            return synthetic.generate(engine, seed, scale)
+        except synthetic.DatabaseNotEmptyError:
+            return {}
+        finally:
+            engine.dispose()
 
 
 def service_environment(service: str, runtime: Runtime, ports: dict[str, int] | None = None) -> dict[str, str]:
@@ -235,9 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls", action="store_true", help="mutual TLS with development certificates")
     parser.add_argument("--services", default=",".join(START_ORDER))
     parser.add_argument("--hold", action="store_true", help="keep running until Ctrl-C")
+    parser.add_argument("--seed", choices=("none", "small", "full"), default="small", help="synthetic retail data")
     args = parser.parse_args(argv)
     runtime = Runtime(args.runtime_dir.resolve(), tls=args.tls)
     runtime.prepare()
+    if args.seed != "none":
+        runtime.seed_personalization(args.seed)
     stack = LocalStack(runtime)
     services = tuple(name for name in START_ORDER if name in args.services.split(","))
     try:

