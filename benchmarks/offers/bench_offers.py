@@ -26,7 +26,8 @@ import grpc
 import numpy as np
 from sqlalchemy import select
 
-from retailface.services.personalization import db, servicer, synthetic
+from retailface.devtools import synthetic
+from retailface.services.personalization import app, db, settings
 from retailface.services.shared import config as config_module
 from retailface.services.shared import logging as logging_module
 from retailface.services.shared.server import start
@@ -74,7 +75,7 @@ def main() -> int:
         tokens.write_text(json.dumps({"service": [TOKEN]}))
         cfg = config_module.load(
             "personalization",
-            servicer.SETTINGS,
+            settings.SETTINGS,
             argv=[],
             environ={
                 "RETAILFACE_INSECURE": "true",
@@ -87,14 +88,14 @@ def main() -> int:
         )
         progress("starting the service (migrations, catalog, model training)")
         started = time.perf_counter()
-        running = start("personalization", servicer.build(cfg), cfg)
+        running = start("personalization", app.build(cfg), cfg)
         startup_seconds = time.perf_counter() - started
         progress(f"serving on port {running.port} after {startup_seconds:.1f}s")
         metadata = (("authorization", f"Bearer {TOKEN}"),)
         rng = random.Random(args.seed)
         members = [f"m{n:05d}" for n in range(1, counts["members"] + 1)]
         stores = [f"store-{n:02d}" for n in range(1, counts["stores"] + 1)]
-        with db.read(running.registration.servicer.service.engine) as conn:  # type: ignore[attr-defined]
+        with db.read(running.registration.servicer.personalization.engine) as conn:  # type: ignore[attr-defined]
             skus = list(conn.execute(select(db.products.c.sku).where(db.products.c.sensitive.is_(False))).scalars())
 
         try:

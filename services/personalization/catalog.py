@@ -1,133 +1,94 @@
-"""An in-memory copy of the catalog, stock and campaigns, for the offer path.
+"""The catalog as the back office writes it: products, stock per store, and campaigns.
 
-Offers need the product, its stock at the store and the active campaigns for every candidate;
-reading them from the database on each request costs more than the rest of the request. This
-service is the writer of the catalog (UpsertProducts, SetInventory, RecordPurchase), so it updates
-the copy in the same call, after its transaction commits; a background reload (every
-`reload_seconds`) picks up anything written by other means. Readers get an immutable snapshot.
+Every write is audited and then refreshes the in-memory copy (catalog_cache.py) that the offer
+path reads, after its transaction commits.
 """
 
 from __future__ import annotations
 
-import json
-import threading
+import math
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 
-import structlog
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from retailface.services.personalization import db
-from retailface.services.personalization.domain import Campaign, Location, Product
+from retailface.services.personalization.base import Component, known_skus, require_skus, require_store, write_audit
+from retailface.services.personalization.catalog_cache import campaign_to_row
+from retailface.services.personalization.domain import Campaign, InventoryItem, Product
+from retailface.services.shared.errors import InvalidArgument, NotFound
 
-log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class CatalogSnapshot:
-    products: dict[str, Product] = field(default_factory=dict)
-    stock: dict[tuple[str, str], Location] = field(default_factory=dict)  # (store_id, sku) -> location
-    campaigns: tuple[Campaign, ...] = ()
-    sensitive_categories: frozenset[str] = frozenset()
-    loaded_at: float = 0.0
-
-    def active_campaigns(self, store_id: str, now: float) -> list[Campaign]:
-        return [c for c in self.campaigns if c.active(store_id, now)]
+MAX_CAMPAIGN_DISCOUNT = 90.0
 
 
-def _campaign(row: Any) -> Campaign:
-    return Campaign(
-        campaign_id=row.campaign_id,
-        name=row.name,
-        discount_percent=row.discount_percent,
-        skus=json.loads(row.skus),
-        categories=json.loads(row.categories),
-        valid_from=row.valid_from,
-        valid_until=row.valid_until,
-        priority=row.priority,
-        frequency_cap_per_day=row.frequency_cap_per_day,
-        store_ids=json.loads(row.store_ids),
-    )
+def _check_product(product: Product) -> None:
+    if not product.sku or not product.name or not product.category:
+        raise InvalidArgument(f"product {product.sku!r}: sku, name and category are required")
+    if product.price < 0 or not math.isfinite(product.price):
+        raise InvalidArgument(f"product {product.sku!r}: price must be a finite number >= 0")
 
 
-class CatalogCache:
-    def __init__(self, engine: Engine, reload_seconds: float = 60.0) -> None:
-        self._engine = engine
-        self._reload_seconds = reload_seconds
-        self._snapshot = CatalogSnapshot()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+def _check_campaign(campaign: Campaign) -> None:
+    if not campaign.name:
+        raise InvalidArgument("campaign name is required")
+    if not 0 < campaign.discount_percent <= MAX_CAMPAIGN_DISCOUNT:
+        raise InvalidArgument(f"discount_percent must be in (0, {MAX_CAMPAIGN_DISCOUNT:g}]")
+    if not campaign.skus and not campaign.categories:
+        raise InvalidArgument("a campaign needs skus or categories")
+    if campaign.valid_from and campaign.valid_until and campaign.valid_until <= campaign.valid_from:
+        raise InvalidArgument("valid_until must be after valid_from")
 
-    @property
-    def snapshot(self) -> CatalogSnapshot:
-        return self._snapshot
 
-    def reload(self) -> CatalogSnapshot:
-        with self._lock:
-            with db.read(self._engine) as conn:
-                products = {
-                    r.sku: Product(r.sku, r.name, r.category, r.price, bool(r.sensitive))
-                    for r in conn.execute(select(db.products))
-                }
-                stock = {
-                    (r.store_id, r.sku): Location(r.store_id, r.aisle, r.shelf, r.on_hand)
-                    for r in conn.execute(
-                        select(
-                            db.inventory.c.store_id,
-                            db.inventory.c.sku,
-                            db.inventory.c.aisle,
-                            db.inventory.c.shelf,
-                            db.inventory.c.on_hand,
-                        )
-                    )
-                }
-                campaigns = tuple(
-                    sorted(
-                        (_campaign(r) for r in conn.execute(select(db.campaigns))),
-                        key=lambda c: (-c.priority, c.campaign_id),
-                    )
-                )
-            sensitive = frozenset(p.category for p in products.values() if p.sensitive)
-            self._snapshot = CatalogSnapshot(products, stock, campaigns, sensitive, time.time())
-            return self._snapshot
+class Catalog(Component):
+    def sensitive_categories(self) -> frozenset[str]:
+        """Categories holding any sensitive product (never named to staff)."""
+        return self.catalog_cache.snapshot.sensitive_categories
 
-    def refresh_stock(self, store_id: str, skus: Iterable[str]) -> None:
-        """Re-reads just-committed stock of some items (copy-on-write: readers keep their snapshot)."""
-        skus = sorted(set(skus))
-        with self._lock:
-            with db.read(self._engine) as conn:
-                rows = conn.execute(
-                    select(
-                        db.inventory.c.sku, db.inventory.c.aisle, db.inventory.c.shelf, db.inventory.c.on_hand
-                    ).where(db.inventory.c.store_id == store_id, db.inventory.c.sku.in_(skus))
-                ).all()
-            old = self._snapshot
-            stock = dict(old.stock)
-            for sku in skus:
-                stock.pop((store_id, sku), None)
-            for row in rows:
-                stock[(store_id, row.sku)] = Location(store_id, row.aisle, row.shelf, row.on_hand)
-            self._snapshot = CatalogSnapshot(
-                old.products, stock, old.campaigns, old.sensitive_categories, old.loaded_at
-            )
+    def upsert_products(self, products: Sequence[Product], actor: str = "") -> int:
+        for product in products:
+            _check_product(product)
+        if not products:
+            return 0
+        now = time.time()
+        rows = [{**asdict(product), "updated_at": now} for product in products]
+        with db.write(self.engine) as conn:
+            conn.execute(db.upsert(self.engine, db.products), rows)
+            write_audit(conn, actor, "update", "catalog", "products", count=len(products))
+        self.catalog_cache.reload()
+        return len(products)
 
-    def start(self) -> None:
-        if self._thread is None and self._reload_seconds > 0:
-            self._thread = threading.Thread(target=self._loop, name="personalization-catalog", daemon=True)
-            self._thread.start()
+    def set_inventory(self, items: Sequence[InventoryItem], actor: str = "") -> int:
+        if not items:
+            return 0
+        now = time.time()
+        with db.write(self.engine) as conn:
+            wanted = {i.store_id for i in items}
+            stores = set(conn.execute(select(db.stores.c.store_id).where(db.stores.c.store_id.in_(wanted))).scalars())
+            skus = known_skus(conn, (i.sku for i in items))
+            for item in items:
+                if item.store_id not in stores:
+                    raise NotFound(f"unknown store {item.store_id!r}")
+                if item.sku not in skus:
+                    raise NotFound(f"unknown sku {item.sku!r}")
+                if item.on_hand < 0:
+                    raise InvalidArgument(f"sku {item.sku!r}: on_hand must be >= 0")
+            conn.execute(db.upsert(self.engine, db.inventory), [{**asdict(item), "updated_at": now} for item in items])
+            write_audit(conn, actor, "update", "inventory", "set", count=len(items))
+        self.catalog_cache.reload()
+        return len(items)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._reload_seconds):
-            try:
-                self.reload()
-            except Exception:
-                log.exception("catalog_reload_failed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+    def upsert_campaign(self, campaign: Campaign, actor: str = "") -> Campaign:
+        _check_campaign(campaign)
+        campaign = replace(campaign, campaign_id=campaign.campaign_id or f"cmp-{uuid.uuid4().hex[:12]}")
+        with db.write(self.engine) as conn:
+            if campaign.skus:
+                require_skus(conn, campaign.skus)
+            for store_id in campaign.store_ids:
+                require_store(conn, store_id)
+            row = {**campaign_to_row(campaign), "updated_at": time.time()}
+            conn.execute(db.upsert(self.engine, db.campaigns).values(**row))
+            write_audit(conn, actor, "update", f"campaign:{campaign.campaign_id}", campaign.name)
+        self.catalog_cache.reload()
+        return campaign

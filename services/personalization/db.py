@@ -43,6 +43,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from retailface.services.shared.periodic import PeriodicWorker
+
 log = structlog.get_logger(__name__)
 
 metadata = MetaData()
@@ -393,35 +395,25 @@ def open_engine(url: str, busy_timeout_ms: int = 10_000, auto_checkpoint: bool =
 
 
 class Checkpointer:
-    """Checkpoints the SQLite WAL in a background thread (PASSIVE: never waits for readers or writers)."""
+    """Checkpoints the SQLite WAL (PASSIVE: never waits for readers or writers); `start()` does it every
+    `interval_seconds` in the background. Other dialects have nothing to checkpoint: start() does nothing."""
 
     def __init__(self, engine: Engine, interval_seconds: float = 1.0) -> None:
         self._engine = engine
-        self._interval = interval_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        background = engine.dialect.name == "sqlite" and interval_seconds > 0
+        self._worker = PeriodicWorker("sqlite-checkpoint", interval_seconds, self.checkpoint) if background else None
 
     def checkpoint(self) -> None:
         with self._engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def start(self) -> None:
-        if self._engine.dialect.name == "sqlite" and self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="sqlite-checkpoint", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.checkpoint()
-            except Exception:
-                log.exception("wal_checkpoint_failed")
+        if self._worker is not None:
+            self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        if self._worker is not None:
+            self._worker.stop()
 
 
 _SQLITE_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
@@ -474,8 +466,8 @@ def _insert_ignoring_duplicates(dialect: str, table: Table) -> Any:
     raise ValueError(f"unsupported database dialect {dialect!r}; use sqlite or postgresql")
 
 
-def upsert(engine: Engine, table: Table, keys: list[str], update_columns: list[str]) -> Any:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE SET update_columns for the engine's dialect."""
+def upsert(engine: Engine, table: Table) -> Any:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET every other column, for the engine's dialect."""
     statement: sqlite.Insert | postgresql.Insert
     if engine.dialect.name == "sqlite":
         statement = sqlite.insert(table)
@@ -483,6 +475,6 @@ def upsert(engine: Engine, table: Table, keys: list[str], update_columns: list[s
         statement = postgresql.insert(table)
     else:
         raise ValueError(f"unsupported database dialect {engine.dialect.name!r}; use sqlite or postgresql")
-    return statement.on_conflict_do_update(
-        index_elements=keys, set_={name: statement.excluded[name] for name in update_columns}
-    )
+    keys = [column.name for column in table.primary_key]
+    others = {column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys}
+    return statement.on_conflict_do_update(index_elements=keys, set_=others)

@@ -1,25 +1,12 @@
-"""Plain types of the personalization logic (no gRPC, no protobuf) and its errors."""
+"""Plain types of the personalization logic (no gRPC, no protobuf) and the names it accepts.
+
+Errors are the shared ones (`retailface.services.shared.errors`): the logic raises them, the
+bootstrap turns them into statuses.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-
-class PersonalizationError(Exception):
-    """Base of the errors the servicer maps to gRPC status codes."""
-
-
-class NotFoundError(PersonalizationError):
-    pass
-
-
-class InvalidArgumentError(PersonalizationError):
-    pass
-
-
-class AlreadyExistsError(PersonalizationError):
-    pass
-
 
 SCOPE_FACE_IDENTIFICATION = "face_identification"
 SCOPE_PERSONALIZED_OFFERS = "personalized_offers"
@@ -78,6 +65,15 @@ class Consent:
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes and self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """Whether a member may be identified by face and greeted by staff, and by what name (see consent.py)."""
+
+    may_identify: bool = False
+    may_greet: bool = False
+    greeting_name: str = ""  # empty unless may_greet
 
 
 @dataclass

@@ -25,6 +25,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import Connection, Engine, func, select, update
 
 from retailface.services.personalization import db
+from retailface.services.shared.periodic import PeriodicWorker
 
 log = structlog.get_logger(__name__)
 
@@ -142,7 +143,10 @@ def cancel_pending(conn: Connection, member_id: str) -> int:
 
 
 class OutboxWorker:
-    """Drains the outbox in a background thread; `deliver_due()` is one pass (tests call it directly)."""
+    """Drains the outbox in a background thread: a pass at start, then every `poll_seconds` or when woken.
+
+    `deliver_due()` is one pass (tests call it directly); passes never overlap.
+    """
 
     def __init__(
         self,
@@ -155,12 +159,9 @@ class OutboxWorker:
         self._engine = engine
         self._channels = dict(channels)
         self._policy = policy
-        self._poll_seconds = poll_seconds
         self._batch_size = batch_size
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._pass_lock = threading.Lock()  # one pass at a time: a row is never sent twice concurrently
-        self._thread: threading.Thread | None = None
+        self._worker = PeriodicWorker("personalization-outbox", poll_seconds, self._background_pass, run_first=True)
 
     @property
     def channel_kinds(self) -> frozenset[str]:
@@ -187,7 +188,7 @@ class OutboxWorker:
                 ).all()
             delivered = 0
             for row in due:
-                if self._stop.is_set():
+                if self._worker.stopping:
                     break
                 delivered += self._attempt(row)
             return delivered
@@ -242,27 +243,16 @@ class OutboxWorker:
             count = conn.execute(select(func.count()).where(outbox.c.status == STATUS_PENDING)).scalar_one()
         return int(count)
 
+    def _background_pass(self) -> None:
+        self.deliver_due()
+        OUTBOX_PENDING.set(self.pending())
+
     def wake(self) -> None:
-        self._wake.set()
+        """Runs a pass now (something was just queued) instead of at the next poll."""
+        self._worker.wake()
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="personalization-outbox", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.deliver_due()
-                OUTBOX_PENDING.set(self.pending())
-            except Exception:
-                log.exception("outbox_pass_failed")
-            self._wake.wait(self._poll_seconds)
-            self._wake.clear()
+        self._worker.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
-            self._thread = None
+        self._worker.stop(timeout)

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, func, select
 from threadpoolctl import threadpool_limits
 
 from retailface.services.personalization import db
+from retailface.services.shared.periodic import PeriodicWorker
 
 log = structlog.get_logger(__name__)
 
@@ -219,17 +220,22 @@ def train(engine: Engine, factors: int = 32, iterations: int = 12, seed: int = 7
 
 
 class ModelHolder:
-    """The current model, refreshed in a background thread; readers never wait for training."""
+    """The current model; with `refresh_seconds` > 0, `start()` retrains it in the background.
+
+    Readers never wait for training; a failed refresh keeps the previous model.
+    """
 
     def __init__(
         self, trainer: Callable[[], TrainedModel], refresh_seconds: float, initial: TrainedModel | None = None
     ) -> None:
         self._trainer = trainer
-        self._refresh_seconds = refresh_seconds
         self._model: TrainedModel | None = initial
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._train_lock = threading.Lock()
+        self._refresher = (
+            PeriodicWorker("personalization-model-refresh", refresh_seconds, self.refresh)
+            if refresh_seconds > 0
+            else None
+        )
 
     @property
     def model(self) -> TrainedModel | None:
@@ -243,19 +249,9 @@ class ModelHolder:
             return model
 
     def start(self) -> None:
-        if self._thread is None and self._refresh_seconds > 0:
-            self._thread = threading.Thread(target=self._loop, name="personalization-model-refresh", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._refresh_seconds):
-            try:
-                self.refresh()
-            except Exception:  # keep serving with the previous model
-                log.exception("model_refresh_failed")
+        if self._refresher is not None:
+            self._refresher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        if self._refresher is not None:
+            self._refresher.stop(timeout=30)

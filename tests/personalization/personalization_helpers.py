@@ -8,13 +8,13 @@ from sqlalchemy import Engine, select
 
 from retailface.services.personalization import db
 from retailface.services.personalization.domain import SCOPES, Channel, Consent, OnlineEvent, Preferences
-from retailface.services.personalization.service import PersonalizationService
+from retailface.services.personalization.service import Personalization
 
 STORE = "store-01"
 
 
 def prepare_member(
-    svc: PersonalizationService,
+    svc: Personalization,
     member_id: str,
     *,
     scopes: tuple[str, ...] = SCOPES,
@@ -22,11 +22,11 @@ def prepare_member(
     **preferences: object,
 ) -> None:
     """Sets a member's consent and preferences to a known state (no quiet hours, nothing excluded)."""
-    svc.grant_consent(
+    svc.members.grant_consent(
         member_id, Consent(policy_version="2026-01", scopes=frozenset(scopes), source="test"), actor="test"
     )
     values = {"allow_greeting": True, "preferred_name": "Ava", "channels": list(channels), **preferences}
-    svc.update_preferences(Preferences(member_id=member_id, **values), actor="test")  # type: ignore[arg-type]
+    svc.members.update_preferences(Preferences(member_id=member_id, **values), actor="test")  # type: ignore[arg-type]
 
 
 def stocked_sku(engine: Engine, store_id: str = STORE, sensitive: bool = False, skip: int = 0) -> tuple[str, str, str]:
@@ -45,9 +45,9 @@ def stocked_sku(engine: Engine, store_id: str = STORE, sensitive: bool = False, 
     return row.sku, row.category, row.aisle
 
 
-def abandon_cart(svc: PersonalizationService, member_id: str, sku: str, event_id: str, at: float | None = None) -> None:
+def abandon_cart(svc: Personalization, member_id: str, sku: str, event_id: str, at: float | None = None) -> None:
     at = time.time() - 3600 if at is None else at
-    outcomes = svc.ingest_online_events(
+    outcomes = svc.purchases.ingest_online_events(
         [
             OnlineEvent(f"{event_id}-add", member_id, "added_to_cart", at - 60, sku=sku, session_id=event_id),
             OnlineEvent(event_id, member_id, "abandoned_cart", at, sku=sku, session_id=event_id),

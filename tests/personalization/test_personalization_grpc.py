@@ -6,7 +6,7 @@ import json
 import queue
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -14,12 +14,13 @@ import pytest
 from personalization_helpers import STORE, members_without_online_events
 from sqlalchemy import Engine
 
-from retailface.services.personalization import servicer
+from retailface.services.personalization import app, settings
 from retailface.services.shared import config as config_module
 from retailface.services.shared.server import RunningServer, start
 from retailface.v1 import common_pb2, personalization_pb2, personalization_pb2_grpc
 
 TOKENS = {role: f"{role}-token-0123456789abcdef" for role in ("service", "pos", "staff", "admin", "camera")}
+Stub = personalization_pb2_grpc.PersonalizationServiceStub
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def server(seeded, tmp_path: Path) -> Iterator[RunningServer]:
     tokens_file.write_text(json.dumps({role: [token] for role, token in TOKENS.items()}))
     cfg = config_module.load(
         "personalization",
-        servicer.SETTINGS,
+        settings.SETTINGS,
         argv=[],
         environ={
             "RETAILFACE_INSECURE": "true",
@@ -42,15 +43,15 @@ def server(seeded, tmp_path: Path) -> Iterator[RunningServer]:
             "RETAILFACE_PERSONALIZATION_OUTBOX_POLL_SECONDS": "0.1",
         },
     )
-    running = start("personalization", servicer.build(cfg), cfg)
+    running = start("personalization", app.build(cfg), cfg)
     yield running
     running.shutdown(grace=1)
 
 
 @pytest.fixture
-def channel(server: RunningServer) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as chan:
-        yield chan
+def stub(server: RunningServer) -> Iterator[Stub]:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield Stub(channel)
 
 
 def _as(role: str) -> tuple[tuple[str, str], ...]:
@@ -58,11 +59,12 @@ def _as(role: str) -> tuple[tuple[str, str], ...]:
 
 
 def _engine(server: RunningServer) -> Engine:
-    return server.registration.servicer.service.engine  # type: ignore[attr-defined]
+    return server.registration.servicer.personalization.engine  # type: ignore[attr-defined]
 
 
-def test_offers_alerts_and_errors_over_grpc(server: RunningServer, channel: grpc.Channel) -> None:
-    stub = personalization_pb2_grpc.PersonalizationServiceStub(channel)
+@pytest.fixture
+def member_id(server: RunningServer, stub: Stub) -> str:
+    """A member with purchase history who consented to identification, offers and greetings as "Noor"."""
     member_id = members_without_online_events(_engine(server))[0]
     stub.GrantConsent(
         personalization_pb2.GrantConsentRequest(
@@ -86,7 +88,31 @@ def test_offers_alerts_and_errors_over_grpc(server: RunningServer, channel: grpc
         metadata=_as("service"),
         timeout=10,
     )
+    return member_id
 
+
+def _enter(stub: Stub, member_id: str) -> personalization_pb2.VisitEventResult:
+    return stub.RecordVisitEvent(
+        personalization_pb2.VisitEvent(
+            event_id="g-1",
+            type=personalization_pb2.VISIT_EVENT_TYPE_ENTERED,
+            store_id=STORE,
+            member_id=member_id,
+            camera_id="entrance-1",
+            track_id="t-1",
+        ),
+        metadata=_as("service"),
+        timeout=10,
+    )
+
+
+@pytest.fixture
+def entered(stub: Stub, member_id: str) -> personalization_pb2.VisitEventResult:
+    """The member walked in: greeting raised, offers pushed."""
+    return _enter(stub, member_id)
+
+
+def test_entry_greeting_reaches_a_connected_staff_screen(stub: Stub, member_id: str) -> None:
     # A store screen connects first and receives alerts as they are raised.
     received: queue.Queue[common_pb2.StaffAlert] = queue.Queue()
     stream = stub.StreamStaffAlerts(personalization_pb2.StaffAlertsRequest(store_id=STORE), metadata=_as("staff"))
@@ -101,25 +127,24 @@ def test_offers_alerts_and_errors_over_grpc(server: RunningServer, channel: grpc
     # Whether the alert is raised before or after the subscription registers, the screen gets it
     # (live, or from the catch-up of unacknowledged alerts).
     threading.Thread(target=read_stream, daemon=True).start()
-
-    entered = stub.RecordVisitEvent(
-        personalization_pb2.VisitEvent(
-            event_id="g-1",
-            type=personalization_pb2.VISIT_EVENT_TYPE_ENTERED,
-            store_id=STORE,
-            member_id=member_id,
-            camera_id="entrance-1",
-            track_id="t-1",
-        ),
-        metadata=_as("service"),
-        timeout=10,
-    )
+    entered = _enter(stub, member_id)
     assert [a.kind for a in entered.alerts_raised] == [common_pb2.ALERT_KIND_GREETING]
-    assert entered.offers_pushed and all(o.location.aisle and o.reason for o in entered.offers_pushed)
     alert = received.get(timeout=10)
-    assert alert.alert_id == entered.alerts_raised[0].alert_id and alert.display_name == "Noor"
     stream.cancel()
+    assert alert.alert_id == entered.alerts_raised[0].alert_id
+    assert alert.display_name == "Noor" and alert.message.startswith("Noor just came in")
 
+
+def test_entry_pushes_offers_located_in_the_store(entered: personalization_pb2.VisitEventResult) -> None:
+    assert entered.offers_pushed
+    for offer in entered.offers_pushed:
+        assert offer.location.store_id == STORE and offer.location.aisle
+        assert f"aisle {offer.location.aisle}" in offer.reason
+
+
+def test_repeated_visit_event_is_a_duplicate(
+    stub: Stub, member_id: str, entered: personalization_pb2.VisitEventResult
+) -> None:
     duplicate = stub.RecordVisitEvent(
         personalization_pb2.VisitEvent(
             event_id="g-1", type=personalization_pb2.VISIT_EVENT_TYPE_ENTERED, store_id=STORE, member_id=member_id
@@ -127,16 +152,22 @@ def test_offers_alerts_and_errors_over_grpc(server: RunningServer, channel: grpc
         metadata=_as("service"),
         timeout=10,
     )
-    assert duplicate.duplicate and not duplicate.offers_pushed
+    assert duplicate.duplicate and not duplicate.offers_pushed and not duplicate.alerts_raised
 
-    # A screen that connects later catches up on unacknowledged alerts; acknowledged ones are gone.
+
+def test_late_screen_catches_up_on_unacknowledged_alerts(
+    stub: Stub, entered: personalization_pb2.VisitEventResult
+) -> None:
     late = stub.StreamStaffAlerts(
         personalization_pb2.StaffAlertsRequest(store_id=STORE), metadata=_as("staff"), timeout=10
     )
-    assert next(late).alert_id == alert.alert_id
+    assert next(late).alert_id == entered.alerts_raised[0].alert_id
     late.cancel()
+
+
+def test_acknowledged_alert_is_not_replayed(stub: Stub, entered: personalization_pb2.VisitEventResult) -> None:
     stub.AcknowledgeAlert(
-        personalization_pb2.AcknowledgeAlertRequest(alert_id=alert.alert_id, staff_id="s-1"),
+        personalization_pb2.AcknowledgeAlertRequest(alert_id=entered.alerts_raised[0].alert_id, staff_id="s-1"),
         metadata=_as("staff"),
         timeout=10,
     )
@@ -147,132 +178,158 @@ def test_offers_alerts_and_errors_over_grpc(server: RunningServer, channel: grpc
         next(after_ack)
     assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
-    basket = [personalization_pb2.BasketLine(sku=entered.offers_pushed[0].sku, quantity=1)]
+
+def test_checkout_by_face_needs_confirmation(
+    stub: Stub, member_id: str, entered: personalization_pb2.VisitEventResult
+) -> None:
     checkout = stub.GetCheckoutOffers(
         personalization_pb2.CheckoutOffersRequest(
             store_id=STORE,
             lane_id="lane-1",
             member_id=member_id,
-            basket=basket,
+            basket=[personalization_pb2.BasketLine(sku=entered.offers_pushed[0].sku, quantity=1)],
             identified_by=common_pb2.IDENTIFICATION_METHOD_FACE,
         ),
         metadata=_as("pos"),
         timeout=10,
     )
     assert checkout.confirmation_required and checkout.member_id == member_id
+    assert checkout.identified_by == common_pb2.IDENTIFICATION_METHOD_FACE
 
+
+def test_repeated_purchase_is_a_duplicate(
+    stub: Stub, member_id: str, entered: personalization_pb2.VisitEventResult
+) -> None:
     purchase = personalization_pb2.Purchase(
         transaction_id="pos-g-1",
         store_id=STORE,
         member_id=member_id,
-        lines=[personalization_pb2.PurchaseLine(sku=basket[0].sku, quantity=1, unit_price=2.0)],
+        lines=[personalization_pb2.PurchaseLine(sku=entered.offers_pushed[0].sku, quantity=1, unit_price=2.0)],
     )
     assert not stub.RecordPurchase(purchase, metadata=_as("pos"), timeout=10).duplicate
     assert stub.RecordPurchase(purchase, metadata=_as("pos"), timeout=10).duplicate
 
+
+def test_revoked_consent_stops_offers(stub: Stub, member_id: str) -> None:
     stub.RevokeConsent(
         personalization_pb2.RevokeConsentRequest(member_id=member_id, actor="app"), metadata=_as("service"), timeout=10
     )
     offers = stub.GetOffers(
         personalization_pb2.GetOffersRequest(member_id=member_id, store_id=STORE), metadata=_as("service"), timeout=10
     )
-    assert not offers.offers and "personalized_offers" in offers.notes[0]
+    assert list(offers.offers) == []
+    assert list(offers.notes) == ["no consent for personalized_offers: no personalized offers"]
 
+
+def test_member_carries_its_recognition(stub: Stub, member_id: str) -> None:
+    def recognition() -> personalization_pb2.Recognition:
+        request = personalization_pb2.GetMemberRequest(member_id=member_id)
+        return stub.GetMember(request, metadata=_as("service"), timeout=10).recognition
+
+    assert recognition() == personalization_pb2.Recognition(may_identify=True, may_greet=True, greeting_name="Noor")
+    stub.RevokeConsent(
+        personalization_pb2.RevokeConsentRequest(member_id=member_id, scopes=[common_pb2.CONSENT_SCOPE_STAFF_GREETING]),
+        metadata=_as("service"),
+        timeout=10,
+    )
+    assert recognition() == personalization_pb2.Recognition(may_identify=True, may_greet=False, greeting_name="")
+
+
+def test_audit_records_identification_reads_and_consent(
+    stub: Stub, member_id: str, entered: personalization_pb2.VisitEventResult
+) -> None:
+    stub.GetMember(personalization_pb2.GetMemberRequest(member_id=member_id), metadata=_as("service"), timeout=10)
     audit = stub.QueryAudit(
         personalization_pb2.AuditQuery(member_id=member_id, limit=50), metadata=_as("admin"), timeout=10
     )
     assert {"identify", "read", "consent"} <= {entry.action for entry in audit.entries}
+    assert {entry.subject for entry in audit.entries} == {member_id}
 
+
+def test_erased_member_is_gone(stub: Stub, member_id: str) -> None:
     erased = stub.EraseMember(
         personalization_pb2.EraseMemberDataRequest(member_id=member_id, actor="dpo"), metadata=_as("admin"), timeout=10
     )
     assert erased.rows_removed["members"] == 1
+    with pytest.raises(grpc.RpcError) as error:
+        stub.GetMember(personalization_pb2.GetMemberRequest(member_id=member_id), metadata=_as("service"), timeout=10)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_status_codes_and_roles_over_grpc(channel: grpc.Channel) -> None:
-    stub = personalization_pb2_grpc.PersonalizationServiceStub(channel)
-    cases = [
-        (
-            lambda: stub.GetOffers(
-                personalization_pb2.GetOffersRequest(member_id="nobody", store_id=STORE),
-                metadata=_as("service"),
-                timeout=10,
+STATUS_CASES: dict[str, tuple[Callable[[Stub], object], grpc.StatusCode]] = {
+    "offers for an unknown member": (
+        lambda stub: stub.GetOffers(
+            personalization_pb2.GetOffersRequest(member_id="nobody", store_id=STORE),
+            metadata=_as("service"),
+            timeout=10,
+        ),
+        grpc.StatusCode.NOT_FOUND,
+    ),
+    "offers at an unknown store": (
+        lambda stub: stub.GetOffers(
+            personalization_pb2.GetOffersRequest(member_id="m00001", store_id="store-99"),
+            metadata=_as("service"),
+            timeout=10,
+        ),
+        grpc.StatusCode.NOT_FOUND,
+    ),
+    "inventory of an unknown sku": (
+        lambda stub: stub.SetInventory(
+            personalization_pb2.SetInventoryRequest(
+                items=[personalization_pb2.InventoryItem(store_id=STORE, sku="SKU-NOPE", on_hand=1)]
             ),
-            grpc.StatusCode.NOT_FOUND,
+            metadata=_as("admin"),
+            timeout=10,
         ),
-        (
-            lambda: stub.GetOffers(
-                personalization_pb2.GetOffersRequest(member_id="m00001", store_id="store-99"),
-                metadata=_as("service"),
-                timeout=10,
-            ),
-            grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.NOT_FOUND,
+    ),
+    "visit event without a type": (
+        lambda stub: stub.RecordVisitEvent(
+            personalization_pb2.VisitEvent(event_id="x", store_id=STORE), metadata=_as("service"), timeout=10
         ),
-        (
-            lambda: stub.SetInventory(
-                personalization_pb2.SetInventoryRequest(
-                    items=[personalization_pb2.InventoryItem(store_id=STORE, sku="SKU-NOPE", on_hand=1)]
-                ),
-                metadata=_as("admin"),
-                timeout=10,
-            ),
-            grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "erasure by a till": (
+        lambda stub: stub.EraseMember(
+            personalization_pb2.EraseMemberDataRequest(member_id="m00001"), metadata=_as("pos"), timeout=10
         ),
-        (
-            lambda: stub.RecordVisitEvent(
-                personalization_pb2.VisitEvent(event_id="x", store_id=STORE), metadata=_as("service"), timeout=10
-            ),
-            grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+    ),
+    "checkout offers for a camera": (
+        lambda stub: stub.GetCheckoutOffers(
+            personalization_pb2.CheckoutOffersRequest(store_id=STORE), metadata=_as("camera"), timeout=10
         ),
-        (
-            lambda: stub.EraseMember(
-                personalization_pb2.EraseMemberDataRequest(member_id="m00001"), metadata=_as("pos"), timeout=10
-            ),
-            grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    ),
+    "catalog change by a service": (
+        lambda stub: stub.UpsertProducts(
+            personalization_pb2.UpsertProductsRequest(), metadata=_as("service"), timeout=10
         ),
-        (
-            lambda: stub.GetCheckoutOffers(
-                personalization_pb2.CheckoutOffersRequest(store_id=STORE), metadata=_as("camera"), timeout=10
-            ),
-            grpc.StatusCode.PERMISSION_DENIED,
-        ),
-        (
-            lambda: stub.UpsertProducts(
-                personalization_pb2.UpsertProductsRequest(), metadata=_as("service"), timeout=10
-            ),
-            grpc.StatusCode.PERMISSION_DENIED,
-        ),
-        (
-            lambda: stub.GetMember(personalization_pb2.GetMemberRequest(member_id="m00001"), timeout=10),
-            grpc.StatusCode.UNAUTHENTICATED,
-        ),
-    ]
-    for call, code in cases:
-        with pytest.raises(grpc.RpcError) as error:
-            call()
-        assert error.value.code() == code, error.value.details()
+        grpc.StatusCode.PERMISSION_DENIED,
+    ),
+    "call without a token": (
+        lambda stub: stub.GetMember(personalization_pb2.GetMemberRequest(member_id="m00001"), timeout=10),
+        grpc.StatusCode.UNAUTHENTICATED,
+    ),
+}
+
+
+@pytest.mark.parametrize(("call", "code"), STATUS_CASES.values(), ids=STATUS_CASES.keys())
+def test_status_codes_and_roles_over_grpc(stub: Stub, call: Callable[[Stub], object], code: grpc.StatusCode) -> None:
+    with pytest.raises(grpc.RpcError) as error:
+        call(stub)
+    assert error.value.code() == code, error.value.details()
+
+
+def test_online_events_report_a_status_per_event(stub: Stub) -> None:
+    def viewed(event_id: str, member_id: str) -> personalization_pb2.OnlineEvent:
+        return personalization_pb2.OnlineEvent(
+            event_id=event_id, member_id=member_id, sku="SKU-00001", type=personalization_pb2.ONLINE_EVENT_TYPE_VIEWED
+        )
+
     events = stub.IngestOnlineEvents(
         personalization_pb2.IngestOnlineEventsRequest(
-            events=[
-                personalization_pb2.OnlineEvent(
-                    event_id="w-1",
-                    member_id="m00001",
-                    sku="SKU-00001",
-                    type=personalization_pb2.ONLINE_EVENT_TYPE_VIEWED,
-                ),
-                personalization_pb2.OnlineEvent(
-                    event_id="w-1",
-                    member_id="m00001",
-                    sku="SKU-00001",
-                    type=personalization_pb2.ONLINE_EVENT_TYPE_VIEWED,
-                ),
-                personalization_pb2.OnlineEvent(
-                    event_id="w-2",
-                    member_id="nobody",
-                    sku="SKU-00001",
-                    type=personalization_pb2.ONLINE_EVENT_TYPE_VIEWED,
-                ),
-            ]
+            events=[viewed("w-1", "m00001"), viewed("w-1", "m00001"), viewed("w-2", "nobody")]
         ),
         metadata=_as("service"),
         timeout=10,

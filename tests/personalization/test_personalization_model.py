@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from retailface.services.personalization.domain import Member, Purchase, PurchaseLine
 from retailface.services.personalization.recommender import ModelHolder, train
-from retailface.services.personalization.service import PersonalizationService
+from retailface.services.personalization.service import Personalization
 
 
 def test_bought_together_is_learned_from_the_synthetic_baskets(seeded) -> None:
@@ -23,16 +23,16 @@ def test_bought_together_is_learned_from_the_synthetic_baskets(seeded) -> None:
 
 
 def test_refresh_learns_new_purchases_and_runs_in_the_background(
-    service: PersonalizationService, engine: Engine
+    personalization: Personalization, engine: Engine
 ) -> None:
-    service.upsert_member(Member("m-fresh", display_name="Fresh Member", home_store_id=STORE))
-    assert service.model is not None and service.model.distinct_items("m-fresh") == 0
-    skus = service.model.popular_overall[:3]
-    service.record_purchase(
+    personalization.members.upsert(Member("m-fresh", display_name="Fresh Member", home_store_id=STORE))
+    assert personalization.model is not None and personalization.model.distinct_items("m-fresh") == 0
+    skus = personalization.model.popular_overall[:3]
+    personalization.purchases.record(
         Purchase("pos-fresh", STORE, time.time(), [PurchaseLine(sku, 1, 1.0) for sku in skus], member_id="m-fresh")
     )
 
-    holder = ModelHolder(lambda: train(engine), refresh_seconds=0.05, initial=service.model)
+    holder = ModelHolder(lambda: train(engine), refresh_seconds=0.05, initial=personalization.model)
     before = holder.model
     holder.start()
     try:

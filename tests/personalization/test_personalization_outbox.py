@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from retailface.services.personalization import db, outbox
 from retailface.services.personalization.domain import Channel, VisitEvent
-from retailface.services.personalization.service import PersonalizationService
+from retailface.services.personalization.service import Personalization
 
 
 class Receiver:
@@ -151,17 +151,17 @@ def test_hanging_webhook_never_blocks_a_call_nor_loses_the_notification(
         outbox.RetryPolicy(base_seconds=0.05, max_seconds=0.2),
         poll_seconds=0.05,
     )
-    service = PersonalizationService(engine, ModelHolder(lambda: seeded.model, 0, initial=seeded.model), worker=worker)
+    personalization = Personalization(engine, ModelHolder(lambda: seeded.model, 0, initial=seeded.model), worker=worker)
     first, second = members_without_online_events(engine, 2)
     for member_id in (first, second):
-        prepare_member(service, member_id, channels=(Channel("webhook", f"token-{member_id}"),))
-        abandon_cart(service, member_id, stocked_sku(engine)[0], f"cart-{member_id}")
+        prepare_member(personalization, member_id, channels=(Channel("webhook", f"token-{member_id}"),))
+        abandon_cart(personalization, member_id, stocked_sku(engine)[0], f"cart-{member_id}")
     worker.start()
     try:
-        service.record_visit_event(VisitEvent("h-1", "entered", STORE, time.time(), member_id=first))
+        personalization.visits.record(VisitEvent("h-1", "entered", STORE, time.time(), member_id=first))
         assert receiver.hanging.wait(10), "the worker posted the first notification"
         # The receiver is stuck on that POST; a visit still completes, and its push is queued.
-        result = service.record_visit_event(VisitEvent("h-2", "entered", STORE, time.time(), member_id=second))
+        result = personalization.visits.record(VisitEvent("h-2", "entered", STORE, time.time(), member_id=second))
         assert result.offers_pushed and not receiver.release.is_set()
         receiver.release.set()
         deadline = time.monotonic() + 20
