@@ -3,6 +3,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <string>
+#include <type_traits>
+
 #include "retailface/gallery.hpp"
 
 namespace py = pybind11;
@@ -10,6 +13,53 @@ using retailface::Gallery;
 using retailface::GalleryParams;
 
 namespace {
+
+// Every field of GalleryParams under its Python name: the one list that the constructor's keywords, the
+// `params` property and DEFAULT_PARAMS are made from. The defaults themselves live in gallery_types.hpp.
+template <typename Params, typename Visit>
+void for_each_param(Params& params, Visit&& visit) {
+  visit("dim", params.dim);
+  visit("capacity", params.capacity);
+  visit("M", params.M);
+  visit("ef_construction", params.ef_construction);
+  visit("ef_search", params.ef_search);
+  visit("threads", params.threads);
+  visit("exact_below", params.exact_below);
+  visit("filtered_scan_below", params.filtered_scan_below);
+  visit("graph_for_global", params.graph_for_global);
+  visit("min_candidates", params.min_candidates);
+  visit("candidate_divisor", params.candidate_divisor);
+  visit("filtered_scan_share", params.filtered_scan_share);
+}
+
+py::dict to_dict(const GalleryParams& params) {
+  py::dict dict;
+  for_each_param(params, [&](const char* name, const auto& value) { dict[name] = value; });
+  return dict;
+}
+
+// Gallery(dim, **params): every keyword names a GalleryParams field; the ones not given keep its default.
+GalleryParams from_keywords(size_t dim, const py::kwargs& keywords) {
+  GalleryParams params;
+  params.dim = dim;
+  py::dict known = to_dict(params);
+  for (const auto& item : keywords) {
+    if (!known.contains(item.first)) {
+      throw py::type_error("Gallery() got an unexpected keyword argument '" + py::str(item.first).cast<std::string>() +
+                           "'");
+    }
+  }
+  for_each_param(params, [&](const char* name, auto& value) {
+    if (!keywords.contains(name)) return;
+    try {
+      value = keywords[name].cast<std::decay_t<decltype(value)>>();
+    } catch (const py::cast_error&) {
+      throw py::type_error(std::string("Gallery(): ") + name + " must be a " +
+                           (std::is_same_v<std::decay_t<decltype(value)>, bool> ? "bool" : "non-negative int"));
+    }
+  });
+  return params;
+}
 
 // Only C-contiguous arrays of the exact dtype are accepted: a silent conversion would copy
 // (and could hide a caller passing float64 embeddings).
@@ -29,10 +79,12 @@ const T* checked(const py::array& array, const char* name, py::ssize_t ndim) {
   return static_cast<const T*>(array.data());
 }
 
-py::array_t<int64_t> to_numpy(std::vector<int64_t>&& values, std::vector<py::ssize_t> shape) {
-  auto* owned = new std::vector<int64_t>(std::move(values));
-  py::capsule release(owned, [](void* p) { delete static_cast<std::vector<int64_t>*>(p); });
-  return py::array_t<int64_t>(shape, owned->data(), release);
+// Rows (vectors, queries) must have the gallery's dimension.
+void check_dim(const Gallery& gallery, const py::array& rows, const char* name) {
+  if (static_cast<size_t>(rows.shape(1)) != gallery.dim()) {
+    throw py::value_error(std::string(name) + " have dimension " + std::to_string(rows.shape(1)) + ", the gallery " +
+                          std::to_string(gallery.dim()));
+  }
 }
 
 template <typename T>
@@ -50,9 +102,11 @@ struct PySearchResult {
 
 PYBIND11_MODULE(_matcher, m) {
   m.doc() = "RetailFace native matcher: a face gallery over hnswlib with exact and filtered plans";
-  m.attr("HNSWLIB_VERSION") = "0.8.0";
+  m.attr("HNSWLIB_VERSION") = RETAILFACE_HNSWLIB_VERSION;
   // Code path the scan kernels took on this CPU: "avx512" (with VPOPCNTDQ) or the "x86-64-v3" baseline.
   m.attr("ISA") = Gallery::isa();
+  // The defaults of every Gallery parameter (M, ef_construction, ef_search, threads, capacity...).
+  m.attr("DEFAULT_PARAMS") = to_dict(GalleryParams{});
 
   py::enum_<retailface::Decision>(m, "Decision")
       .value("MATCH", retailface::Decision::kMatch)
@@ -75,27 +129,10 @@ PYBIND11_MODULE(_matcher, m) {
       .def_readonly("plans", &PySearchResult::plans);
 
   py::class_<Gallery>(m, "Gallery")
-      .def(py::init([](size_t dim, size_t capacity, size_t M, size_t ef_construction, size_t ef_search, size_t threads,
-                       size_t exact_below, size_t filtered_scan_below, bool graph_for_global,
-                       size_t min_candidates, size_t candidate_divisor) {
-             GalleryParams params;
-             params.dim = dim;
-             params.capacity = capacity;
-             params.M = M;
-             params.ef_construction = ef_construction;
-             params.ef_search = ef_search;
-             params.threads = threads;
-             params.exact_below = exact_below;
-             params.filtered_scan_below = filtered_scan_below;
-             params.graph_for_global = graph_for_global;
-             params.min_candidates = min_candidates;
-             params.candidate_divisor = std::max<size_t>(candidate_divisor, 1);
-             return std::make_unique<Gallery>(params);
+      .def(py::init([](size_t dim, const py::kwargs& params) {
+             return std::make_unique<Gallery>(from_keywords(dim, params));
            }),
-           py::arg("dim"), py::arg("capacity") = 1024, py::arg("M") = 16, py::arg("ef_construction") = 200,
-           py::arg("ef_search") = 64, py::arg("threads") = 2, py::arg("exact_below") = 20000,
-           py::arg("filtered_scan_below") = 4096, py::arg("graph_for_global") = false,
-           py::arg("min_candidates") = 256, py::arg("candidate_divisor") = 400)
+           py::arg("dim"))
       .def(
           "add",
           [](Gallery& self, const py::array& template_ids, const py::array& subject_ids, const py::array& vectors) {
@@ -106,10 +143,7 @@ PYBIND11_MODULE(_matcher, m) {
             if (static_cast<size_t>(subject_ids.shape(0)) != n || static_cast<size_t>(vectors.shape(0)) != n) {
               throw py::value_error("template_ids, subject_ids and vectors must have the same length");
             }
-            if (static_cast<size_t>(vectors.shape(1)) != self.dim()) {
-              throw py::value_error("vectors have dimension " + std::to_string(vectors.shape(1)) + ", the gallery " +
-                                    std::to_string(self.dim()));
-            }
+            check_dim(self, vectors, "vectors");
             py::gil_scoped_release release;
             self.add(templates, subjects, data, n);
           },
@@ -135,10 +169,7 @@ PYBIND11_MODULE(_matcher, m) {
           [](const Gallery& self, const py::array& queries, size_t top_k, float threshold, float margin,
              const std::optional<py::array>& allowed_subjects) {
             const float* data = checked<float>(queries, "queries", 2);
-            if (static_cast<size_t>(queries.shape(1)) != self.dim()) {
-              throw py::value_error("queries have dimension " + std::to_string(queries.shape(1)) + ", the gallery " +
-                                    std::to_string(self.dim()));
-            }
+            check_dim(self, queries, "queries");
             const int64_t* allowed = nullptr;
             size_t allowed_count = 0;
             if (allowed_subjects.has_value()) {
@@ -155,9 +186,9 @@ PYBIND11_MODULE(_matcher, m) {
             PySearchResult result;
             result.subjects = to_numpy(std::move(out.subjects), {rows, cols});
             result.template_ids = to_numpy(std::move(out.template_ids), {rows, cols});
-            result.scores = to_numpy<float>(std::move(out.scores), {rows, cols});
-            result.decisions = to_numpy<int8_t>(std::move(out.decisions), {rows});
-            result.plans = to_numpy<int8_t>(std::move(out.plans), {rows});
+            result.scores = to_numpy(std::move(out.scores), {rows, cols});
+            result.decisions = to_numpy(std::move(out.decisions), {rows});
+            result.plans = to_numpy(std::move(out.plans), {rows});
             return result;
           },
           py::arg("queries"), py::arg("top_k") = 5, py::arg("threshold") = 0.5f, py::arg("margin") = 0.05f,
@@ -173,7 +204,7 @@ PYBIND11_MODULE(_matcher, m) {
              auto n = static_cast<py::ssize_t>(templates.size());
              auto dim = static_cast<py::ssize_t>(self.dim());
              return py::make_tuple(to_numpy(std::move(templates), {n}), to_numpy(std::move(subjects), {n}),
-                                   to_numpy<float>(std::move(vectors), {n, dim}));
+                                   to_numpy(std::move(vectors), {n, dim}));
            })
       .def("set_threads", &Gallery::set_threads, py::arg("threads"))
       .def("set_ef", &Gallery::set_ef, py::arg("ef"))
@@ -184,21 +215,5 @@ PYBIND11_MODULE(_matcher, m) {
       .def_property_readonly("subject_count", &Gallery::subject_count)
       .def_property_readonly("memory_bytes", &Gallery::memory_bytes)
       .def_property_readonly("dim", &Gallery::dim)
-      .def_property_readonly("params", [](const Gallery& self) {
-        GalleryParams p = self.params();
-        py::dict params;
-        params["dim"] = p.dim;
-        params["capacity"] = p.capacity;
-        params["M"] = p.M;
-        params["ef_construction"] = p.ef_construction;
-        params["ef_search"] = p.ef_search;
-        params["threads"] = p.threads;
-        params["exact_below"] = p.exact_below;
-        params["filtered_scan_below"] = p.filtered_scan_below;
-        params["graph_for_global"] = p.graph_for_global;
-        params["min_candidates"] = p.min_candidates;
-        params["candidate_divisor"] = p.candidate_divisor;
-        params["filtered_scan_share"] = p.filtered_scan_share;
-        return params;
-      });
+      .def_property_readonly("params", [](const Gallery& self) { return to_dict(self.params()); });
 }

@@ -31,6 +31,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from retailface.services.matching.errors import DecryptionError, KeyConfigError, StoreCorruptedError
+
 KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -40,14 +42,6 @@ KEY_HINT = (
     "create one with `python -m retailface.services.matching.keygen PATH` (32 random bytes, base64) "
     "and point RETAILFACE_MATCHING_KEY_FILE at it"
 )
-
-
-class KeyConfigError(RuntimeError):
-    """The encryption key is missing, unreadable or not 32 bytes; the message says how to fix it."""
-
-
-class DecryptionError(RuntimeError):
-    """A whole, checksum-valid record does not decrypt: wrong key, or the file was tampered with."""
 
 
 def load_key(path: Path | str | None) -> bytes:
@@ -159,3 +153,11 @@ def scan_frames(data: bytes) -> FrameScan:
         frames.append(Frame(offset, end, body))
         offset = end
     return FrameScan(frames, offset, len(data) - offset, tail_is_torn)
+
+
+def read_sealed_file(path: Path, cipher: RecordCipher, context: str) -> list[bytes]:
+    """Every record of a file written whole (``recordlog.write_atomically``): any damage is corruption."""
+    scan = scan_frames(path.read_bytes())
+    if scan.torn_bytes:
+        raise StoreCorruptedError(f"{path} is damaged at byte {scan.valid_end}; restore the data dir from a backup")
+    return [cipher.open(context, index, frame.body) for index, frame in enumerate(scan.frames)]

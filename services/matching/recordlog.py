@@ -9,21 +9,29 @@ segments whose records are skipped on replay, because their sequence numbers are
 acknowledgement durable. On open, a torn record at the end of a segment (the append that a crash
 interrupted, never acknowledged) is cut off; any other damage stops the service with an error instead
 of silently losing acknowledged records.
+
+Also here: the plaintext of one record (a JSON header, then the float32 vectors it carries), which the
+snapshot's records share, and the atomic replacement of a whole file that snapshots and the key check use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import structlog
 from prometheus_client import Counter
 
 from retailface.services.matching.crypto import RecordCipher, scan_frames
+from retailface.services.matching.errors import LogCorruptedError
 
 LOG_FAILURES = Counter("retailface_matching_log_failures_total", "log appends that failed (the change was refused)")
 
@@ -32,8 +40,19 @@ log = structlog.get_logger(__name__)
 SEGMENT_PATTERN = re.compile(r"^wal-(\d{20})\.log$")
 
 
-class LogCorruptedError(RuntimeError):
-    """The log is damaged in a way that a crash cannot explain; acknowledged records would be lost."""
+def encode_record(header: dict[str, Any], vectors: np.ndarray | None = None) -> bytes:
+    meta = json.dumps(header, separators=(",", ":")).encode()
+    payload = b"" if vectors is None else np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+    return struct.pack("<I", len(meta)) + meta + payload
+
+
+def decode_record(plaintext: bytes, dim: int) -> tuple[dict[str, Any], np.ndarray | None]:
+    (meta_len,) = struct.unpack_from("<I", plaintext)
+    header = json.loads(plaintext[4 : 4 + meta_len])
+    rest = plaintext[4 + meta_len :]
+    if not rest:
+        return header, None
+    return header, np.frombuffer(rest, dtype="<f4").reshape(-1, dim).astype(np.float32)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -42,6 +61,26 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_fully(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_atomically(path: Path, data: Iterable[bytes]) -> None:
+    """temp file, fsync, rename over ``path``, fsync the directory: the file is either old or new, never half."""
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for chunk in data:
+            write_fully(fd, chunk)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    fsync_dir(path.parent)
 
 
 def segment_name(first_sequence: int) -> str:
@@ -155,10 +194,7 @@ class RecordLog:
         sequence = self._next_sequence
         frame = self._cipher.seal(self._context, sequence, plaintext)
         try:
-            view = memoryview(frame)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            write_fully(self._fd, frame)
             os.fdatasync(self._fd)
         except OSError:
             LOG_FAILURES.inc()

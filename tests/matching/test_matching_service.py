@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
-from retailface.services.shared.localstack import LocalStack, client_channel
+from retailface._matcher import DEFAULT_PARAMS, ISA
+from retailface.devtools.localstack import LocalStack, client_channel
 from retailface.v1 import common_pb2, matching_pb2, matching_pb2_grpc
 
 DIM = 128
@@ -81,94 +83,188 @@ def status_of(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-d
     return error.value.code(), error.value.details()
 
 
-def test_search_enroll_erase_and_status_codes(stack: LocalStack, matching: Client) -> None:
-    rng = np.random.default_rng(21)
-    vectors = unit(rng.standard_normal((6, DIM)))
-    assert matching.Enroll(enroll_request("alice", vectors[:2], tags=("consent:face",))).added == 2
-    matching.Enroll(enroll_request("bob", vectors[2:3], tags=("consent:face",)))
-    matching.Enroll(enroll_request("eve", vectors[3:4]))
-    matching.Enroll(enroll_request("mallory", vectors[4:5], gallery="watchlist"))
+VECTORS = unit(np.random.default_rng(21).standard_normal((6, DIM)))  # 5 enrolled below; 5 is a stranger's
 
-    request_id = "req-audit-1"
-    response = matching.Search(
-        matching_pb2.SearchRequest(gallery="members", queries=[embedding(vectors[1]), embedding(vectors[5])], top_k=3),
-        extra=(("x-request-id", request_id),),
-    )
+
+@pytest.fixture
+def enrolled(matching: Client) -> Client:
+    """members: alice (2 templates) and bob, tagged consent:face, and eve without tags; watchlist: mallory."""
+    assert matching.Enroll(enroll_request("alice", VECTORS[:2], tags=("consent:face",))).added == 2
+    matching.Enroll(enroll_request("bob", VECTORS[2:3], tags=("consent:face",)))
+    matching.Enroll(enroll_request("eve", VECTORS[3:4]))
+    matching.Enroll(enroll_request("mallory", VECTORS[4:5], gallery="watchlist"))
+    return matching
+
+
+def search_request(*queries: np.ndarray, gallery: str = "members", **fields: object) -> matching_pb2.SearchRequest:
+    return matching_pb2.SearchRequest(gallery=gallery, queries=[embedding(q) for q in queries], **fields)
+
+
+def test_search_identifies_the_enrolled_subject_and_no_one_for_a_stranger(enrolled: Client) -> None:
+    response = enrolled.Search(search_request(VECTORS[1], VECTORS[5], top_k=3))
     first, second = response.results
     assert first.decision == matching_pb2.DECISION_MATCH
     assert (first.candidates[0].subject_id, first.candidates[0].template_id) == ("alice", "alice-t1")
     assert first.candidates[0].score == pytest.approx(1.0, abs=1e-5)
     assert second.decision == matching_pb2.DECISION_NO_MATCH
-    assert response.threshold == pytest.approx(0.48) and response.plan
+    assert (response.threshold, response.margin) == (pytest.approx(0.48), pytest.approx(0.05))
+    assert response.plan == "exact-scan"
 
-    consented = matching_pb2.SearchRequest(
-        gallery="members",
-        queries=[embedding(vectors[3])],
-        filter=matching_pb2.SubjectFilter(required_tags=["consent:face"]),
-    )
-    # Filter by tag: eve (no consent tag) is her own vector's best match, but may not be returned.
-    filtered = matching.Search(consented)
-    assert "eve" not in {c.subject_id for c in filtered.results[0].candidates}
-    matching.SetSubjectEligibility(
+
+def test_a_tag_filter_returns_only_subjects_with_the_tag(enrolled: Client) -> None:
+    # eve (no consent tag) is her own vector's best match, but may not be returned until she has the tag.
+    consented = search_request(VECTORS[3], filter=matching_pb2.SubjectFilter(required_tags=["consent:face"]))
+    before = enrolled.Search(consented)
+    assert {c.subject_id for c in before.results[0].candidates} == {"alice", "bob"}
+    assert before.plan == "filtered-scan"
+    enrolled.SetSubjectEligibility(
         matching_pb2.SetSubjectEligibilityRequest(gallery="members", subject_id="eve", tags=["consent:face"])
     )
-    filtered = matching.Search(consented)
-    assert filtered.results[0].candidates[0].subject_id == "eve"
+    after = enrolled.Search(consented)
+    assert after.results[0].candidates[0].subject_id == "eve"
+    assert after.results[0].decision == matching_pb2.DECISION_MATCH
 
-    # Erase: from every gallery, counted, and effective for the very next search.
-    assert matching.EraseSubject(matching_pb2.EraseSubjectRequest(subject_id="alice")).templates_removed == 2
-    after = matching.Search(matching_pb2.SearchRequest(gallery="members", queries=[embedding(vectors[0])], top_k=10))
-    assert "alice" not in {c.subject_id for c in after.results[0].candidates}
-    assert matching.EraseSubject(matching_pb2.EraseSubjectRequest(subject_id="alice")).templates_removed == 0
 
-    def search(query: common_pb2.Embedding, gallery: str = "members") -> None:
-        matching.Search(matching_pb2.SearchRequest(gallery=gallery, queries=[embedding(vectors[0]), query]))
+def test_erase_counts_the_templates_and_takes_effect_for_the_next_search(enrolled: Client) -> None:
+    assert enrolled.EraseSubject(matching_pb2.EraseSubjectRequest(subject_id="alice")).templates_removed == 2
+    after = enrolled.Search(search_request(VECTORS[0], top_k=10))
+    assert {c.subject_id for c in after.results[0].candidates} == {"bob", "eve"}
+    assert enrolled.EraseSubject(matching_pb2.EraseSubjectRequest(subject_id="alice")).templates_removed == 0
 
-    code, message = status_of(lambda: search(embedding(unit(np.ones(64)))))
-    assert code == grpc.StatusCode.FAILED_PRECONDITION and "query 1" in message and "64 values" in message
-    assert "expects 128" in message
-    code, message = status_of(lambda: search(embedding(vectors[1], model_id="arcface", version="r100")))
-    assert code == grpc.StatusCode.FAILED_PRECONDITION
-    assert "arcface/r100" in message and "sface/2021dec" in message
-    bad = vectors[1].copy()
+
+def _with_inf(vector: np.ndarray) -> np.ndarray:
+    bad = vector.copy()
     bad[3] = np.inf
-    code, message = status_of(lambda: search(embedding(bad)))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("query 1: the vector contains NaN or Inf")
-    code, message = status_of(lambda: search(embedding(vectors[1] * 0.9)))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("query 1: the vector has L2 norm 0.9")
-    code, message = status_of(lambda: search(embedding(vectors[1]), gallery="staff"))
-    assert code == grpc.StatusCode.NOT_FOUND and "staff" in message
-    code, _ = status_of(lambda: matching.Enroll(enroll_request("x", vectors[:1] * 2)))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT
-    code, _ = status_of(
-        lambda: matching.SetSubjectEligibility(
-            matching_pb2.SetSubjectEligibilityRequest(gallery="members", subject_id="nobody", tags=[])
-        )
-    )
-    assert code == grpc.StatusCode.NOT_FOUND
+    return bad
 
-    stats = matching.GetStats(matching_pb2.GalleryStatsRequest(gallery="members"))
-    assert (stats.info.templates, stats.info.subjects) == (2, 2)
+
+@pytest.mark.parametrize(
+    ("call", "code", "message"),
+    [
+        (
+            lambda c: c.Search(search_request(VECTORS[0], unit(np.ones(64)))),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            r"^query 1: embedding has 64 values, gallery members expects 128",
+        ),
+        (
+            lambda c: c.Search(
+                matching_pb2.SearchRequest(
+                    gallery="members",
+                    queries=[embedding(VECTORS[0]), embedding(VECTORS[1], model_id="arcface", version="r100")],
+                )
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            r"^query 1: embedding of model arcface/r100, gallery members expects sface/2021dec",
+        ),
+        (
+            lambda c: c.Search(search_request(VECTORS[0], _with_inf(VECTORS[1]))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            r"^query 1: the vector contains NaN or Inf",
+        ),
+        (
+            lambda c: c.Search(search_request(VECTORS[0], VECTORS[1] * 0.9)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            r"^query 1: the vector has L2 norm 0\.9",
+        ),
+        (
+            lambda c: c.Search(search_request(VECTORS[0], gallery="staff")),
+            grpc.StatusCode.NOT_FOUND,
+            r"^unknown gallery 'staff'",
+        ),
+        (
+            lambda c: c.Search(search_request(VECTORS[0], top_k=101)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            r"^top_k 101 is above the limit 100",
+        ),
+        (
+            lambda c: c.Enroll(enroll_request("x", VECTORS[:1] * 2)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            r"^template 0: the vector has L2 norm 2\.0",
+        ),
+        (
+            lambda c: c.SetSubjectEligibility(
+                matching_pb2.SetSubjectEligibilityRequest(gallery="members", subject_id="nobody", tags=[])
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            r"^subject nobody is not enrolled in gallery members",
+        ),
+        (
+            lambda c: c.EraseSubject(matching_pb2.EraseSubjectRequest(subject_id="")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            r"^subject_id is empty",
+        ),
+        (
+            lambda c: c.Snapshot(matching_pb2.SnapshotRequest()),
+            grpc.StatusCode.PERMISSION_DENIED,
+            r"",
+        ),
+    ],
+    ids=[
+        "dimension",
+        "model",
+        "inf",
+        "norm",
+        "gallery",
+        "top-k",
+        "template-norm",
+        "unknown-subject",
+        "no-subject-id",
+        "snapshot-needs-admin",
+    ],
+)
+def test_a_refused_request_gets_its_status_and_message(
+    enrolled: Client, call: Callable[[Client], object], code: grpc.StatusCode, message: str
+) -> None:
+    got_code, details = status_of(lambda: call(enrolled))
+    assert got_code == code
+    assert re.search(message, details), details
+    assert enrolled.GetStats(matching_pb2.GalleryStatsRequest(gallery="members")).info.templates == 4, "nothing changed"
+
+
+def test_stats_report_the_gallery_its_index_and_its_log(enrolled: Client) -> None:
+    enrolled.SetSubjectEligibility(
+        matching_pb2.SetSubjectEligibilityRequest(gallery="members", subject_id="eve", tags=["consent:face"])
+    )
+    enrolled.EraseSubject(matching_pb2.EraseSubjectRequest(subject_id="alice"))
+    stats = enrolled.GetStats(matching_pb2.GalleryStatsRequest(gallery="members"))
+    assert (stats.info.name, stats.info.templates, stats.info.subjects) == ("members", 2, 2)
+    assert (stats.info.threshold, stats.info.margin) == (pytest.approx(0.48), pytest.approx(0.05))
     assert (stats.info.model.model_id, stats.info.model.version, stats.info.model.dim) == ("sface", "2021dec", 128)
-    assert stats.memory_bytes > 0 and stats.hnsw_m == 16 and stats.hnsw_ef_search > 0
-    assert stats.search_kernel in {"avx512", "x86-64-v3"}
+    index = (stats.hnsw_m, stats.hnsw_ef_construction, stats.hnsw_ef_search, stats.search_threads)
+    defaults = (DEFAULT_PARAMS["M"], DEFAULT_PARAMS["ef_construction"], DEFAULT_PARAMS["ef_search"])
+    assert index == (*defaults, DEFAULT_PARAMS["threads"])
+    # At least the float vectors of the templates the index reserves at start, far from a gigabyte.
+    assert DEFAULT_PARAMS["capacity"] * DIM * 4 <= stats.memory_bytes < 64 << 20
+    assert stats.search_kernel == ISA  # this machine's, as the test process sees it
     assert stats.log_records_since_snapshot == 5  # 3 enrolls, 1 tag change, 1 erase
-    galleries = matching.ListGalleries(matching_pb2.ListGalleriesRequest()).galleries
-    assert {g.name: g.templates for g in galleries} == {"members": 2, "watchlist": 1}
-    assert status_of(lambda: matching.Snapshot(matching_pb2.SnapshotRequest()))[0] == grpc.StatusCode.PERMISSION_DENIED
+    assert stats.last_snapshot_at == ""
+    galleries = enrolled.ListGalleries(matching_pb2.ListGalleriesRequest()).galleries
+    assert {g.name: (g.templates, g.subjects, g.threshold) for g in galleries} == {
+        "members": (2, 2, pytest.approx(0.48)),
+        "watchlist": (1, 1, pytest.approx(0.55)),
+    }
+
+
+def test_an_admin_snapshot_covers_every_gallery_and_empties_the_log(stack: LocalStack, enrolled: Client) -> None:
     admin = Client(stack, role="admin")
     try:
         assert list(admin.Snapshot(matching_pb2.SnapshotRequest()).galleries) == ["members", "watchlist"]
-        assert admin.GetStats(matching_pb2.GalleryStatsRequest(gallery="members")).log_records_since_snapshot == 0
+        stats = admin.GetStats(matching_pb2.GalleryStatsRequest(gallery="members"))
     finally:
         admin.close()
+    assert stats.log_records_since_snapshot == 0
+    assert stats.last_snapshot_at.endswith("+00:00")
 
+
+def test_every_match_is_audited_without_the_vector(stack: LocalStack, enrolled: Client) -> None:
+    request_id = "req-audit-1"
+    enrolled.Search(search_request(VECTORS[1], VECTORS[5], top_k=3), extra=(("x-request-id", request_id),))
     log_path = stack.processes["matching"].log_path
     audit = [json.loads(line) for line in log_path.read_text().splitlines() if '"audit.match"' in line]
-    assert any(
-        e["subject_id"] == "alice" and e["gallery"] == "members" and e["request_id"] == request_id and e["score"] > 0.99
-        for e in audit
-    )
+    assert [(e["subject_id"], e["template_id"], e["gallery"], e["request_id"], e["query_index"]) for e in audit] == [
+        ("alice", "alice-t1", "members", request_id, 0)
+    ]
+    assert audit[0]["score"] > 0.99 and audit[0]["threshold"] == pytest.approx(0.48)
     assert all(not any(isinstance(v, list) for v in e.values()) for e in audit), "no vectors in audit events"
 
 

@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from retailface.services.matching.crypto import KeyConfigError, RecordCipher, load_key, scan_frames
-from retailface.services.matching.store import (
-    DECISION_MATCH,
+from retailface.services.matching.crypto import RecordCipher, load_key, read_sealed_file, scan_frames
+from retailface.services.matching.errors import (
     DataDirLockedError,
-    DurabilityPolicy,
-    GalleryPolicy,
-    IndexParams,
-    MatchingStore,
+    KeyConfigError,
     ModelMismatchError,
-    ModelSpec,
     StoreCorruptedError,
-    decode_record,
-    read_sealed_file,
 )
+from retailface.services.matching.params import DurabilityPolicy, GalleryPolicy, IndexParams
+from retailface.services.matching.recordlog import decode_record
+from retailface.services.matching.store import MatchingStore
+from retailface.services.shared.model_identity import ModelIdentity
+from retailface.v1.matching_pb2 import DECISION_MATCH
 
 DIM = 128
-MODEL = ModelSpec("sface", "2021dec", DIM)
+MODEL = ModelIdentity("sface", "2021dec", DIM)
 POLICIES = [GalleryPolicy("members", 0.48, 0.05), GalleryPolicy("watchlist", 0.55, 0.08)]
 MANUAL = DurabilityPolicy(snapshot_every_records=1_000_000, erase_purge_seconds=3600, snapshot_on_close=False)
 
@@ -37,7 +36,9 @@ def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def open_store(data_dir: Path, key: bytes, durability: DurabilityPolicy = MANUAL, model: ModelSpec = MODEL):
+def open_store(
+    data_dir: Path, key: bytes, durability: DurabilityPolicy = MANUAL, model: ModelIdentity = MODEL
+) -> MatchingStore:
     # A small initial capacity keeps the ~1,000 reopenings of the torn-record test fast; the index grows.
     return MatchingStore(data_dir, key, POLICIES, model, IndexParams(initial_capacity=16), durability=durability)
 
@@ -133,9 +134,11 @@ def test_snapshot_plus_log_and_log_truncation(tmp_path: Path, key: bytes, rng: n
     data_dir = tmp_path / "data"
     store = open_store(data_dir, key)
     before = enroll_subjects(store, rng, subjects=5, per_subject=2)
+    before_snapshot = dt.datetime.now(dt.UTC).replace(microsecond=0)
     assert store.snapshot("members") == ["members"]
     stats = store.gallery("members").stats()
-    assert stats.records_since_snapshot == 0 and stats.last_snapshot_at
+    assert stats.records_since_snapshot == 0
+    assert before_snapshot <= dt.datetime.fromisoformat(stats.last_snapshot_at) <= dt.datetime.now(dt.UTC)
     # The snapshot covers every record so far: only the fresh, empty segment is left.
     [segment] = segments(data_dir / "members")
     assert segment.stat().st_size == 0
@@ -203,7 +206,7 @@ def test_torn_last_record_is_dropped_at_every_byte_offset(tmp_path: Path, key: b
             assert reopened.gallery("members").subject_templates("torn") == {}
         finally:
             reopened.close()
-        assert segment.stat().st_size == last.start, "the torn tail is cut off so later appends follow good records"
+        assert segment.stat().st_size == last.start, f"cut at {cut}: the torn tail is not cut off"
 
     # After the repair, new appends land after the good records and survive the next restart.
     segment.write_bytes(data[: last.start + 5])
@@ -267,19 +270,30 @@ def test_wrong_key_fails_clearly_and_changes_nothing(tmp_path: Path, key: bytes,
     assert (data_dir / "key-check.bin").exists()
 
 
-def test_key_file_formats_and_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encode", [bytes, lambda raw: base64.b64encode(raw) + b"\n"], ids=["raw", "base64"])
+def test_a_key_file_holds_the_key_raw_or_in_base64(tmp_path: Path, encode: Callable[[bytes], bytes]) -> None:
     raw = os.urandom(32)
-    (tmp_path / "raw.key").write_bytes(raw)
-    (tmp_path / "b64.key").write_text(base64.b64encode(raw).decode() + "\n")
-    assert load_key(tmp_path / "raw.key") == raw
-    assert load_key(tmp_path / "b64.key") == raw
-    with pytest.raises(KeyConfigError, match="RETAILFACE_MATCHING_KEY_FILE is not set"):
-        load_key(None)
-    with pytest.raises(KeyConfigError, match="cannot read the matching key file"):
-        load_key(tmp_path / "missing.key")
-    (tmp_path / "short.key").write_text(base64.b64encode(os.urandom(16)).decode())
-    with pytest.raises(KeyConfigError, match="neither 32 raw bytes nor the base64"):
-        load_key(tmp_path / "short.key")
+    (tmp_path / "matching.key").write_bytes(encode(raw))
+    assert load_key(tmp_path / "matching.key") == raw
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (None, None, "RETAILFACE_MATCHING_KEY_FILE is not set"),
+        ("absent.key", None, "cannot read the matching key file"),
+        ("short.key", base64.b64encode(os.urandom(16)), "neither 32 raw bytes nor the base64"),
+    ],
+    ids=["unset", "absent", "short"],
+)
+def test_an_unusable_key_file_says_how_to_fix_it(
+    tmp_path: Path, name: str | None, content: bytes | None, message: str
+) -> None:
+    if name is not None and content is not None:
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(KeyConfigError, match=message) as error:
+        load_key(None if name is None else tmp_path / name)
+    assert "keygen" in str(error.value)
 
 
 def test_templates_and_ids_are_encrypted_at_rest(tmp_path: Path, key: bytes, rng: np.random.Generator) -> None:
@@ -328,12 +342,28 @@ def test_erase_is_immediate_and_purged_from_disk_by_the_next_snapshot(
         assert "s1" not in str(header.get("subjects", "")) and "s1-t0" not in header.get("template_ids", [])
 
 
-def test_model_mismatch_and_second_process_refused(tmp_path: Path, key: bytes, rng: np.random.Generator) -> None:
+def test_a_second_store_on_the_same_data_dir_is_refused(tmp_path: Path, key: bytes) -> None:
+    store = open_store(tmp_path / "data", key)
+    try:
+        with pytest.raises(DataDirLockedError, match="another matching service is using"):
+            open_store(tmp_path / "data", key)
+    finally:
+        store.close()
+    open_store(tmp_path / "data", key).close()  # free again once the first one closed
+
+
+@pytest.mark.parametrize("snapshot", [False, True], ids=["in-the-log", "in-the-snapshot"])
+def test_templates_of_another_model_refuse_to_load(
+    tmp_path: Path, key: bytes, rng: np.random.Generator, snapshot: bool
+) -> None:
     data_dir = tmp_path / "data"
     store = open_store(data_dir, key)
     enroll_subjects(store, rng, subjects=1, per_subject=1)
-    with pytest.raises(DataDirLockedError):
-        open_store(data_dir, key)
+    if snapshot:
+        store.snapshot()
     store.close()
-    with pytest.raises(ModelMismatchError, match=r"sface/2021dec \(dim 128\).*configured for sface/2024"):
-        open_store(data_dir, key, model=ModelSpec("sface", "2024", DIM))
+    where = "the snapshot" if snapshot else "log record 1"
+    with pytest.raises(
+        ModelMismatchError, match=rf"{where} holds .*sface/2021dec \(dim 128\).*configured for sface/2024"
+    ):
+        open_store(data_dir, key, model=ModelIdentity("sface", "2024", DIM))

@@ -4,31 +4,34 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
-from retailface.services.matching.store import (
-    DECISION_AMBIGUOUS,
-    DECISION_MATCH,
-    DECISION_NO_MATCH,
-    DurabilityPolicy,
-    GalleryPolicy,
-    GalleryStore,
+from retailface import _matcher
+from retailface.services.matching.errors import (
     InvalidRequestError,
     InvalidVectorError,
-    MatchingStore,
     ModelMismatchError,
-    ModelSpec,
     TemplateConflictError,
     UnknownGalleryError,
     UnknownSubjectError,
 )
+from retailface.services.matching.gallery_store import GalleryStore
+from retailface.services.matching.params import MAX_TOP_K, DurabilityPolicy, GalleryPolicy, IndexParams
+from retailface.services.matching.settings import SETTINGS
+from retailface.services.matching.store import MatchingStore
+from retailface.services.shared.errors import ServiceError
+from retailface.services.shared.model_identity import ModelIdentity
+from retailface.v1.matching_pb2 import DECISION_AMBIGUOUS, DECISION_MATCH, DECISION_NO_MATCH
 
 DIM = 128
-MODEL = ModelSpec("sface", "2021dec", DIM)
+MODEL = ModelIdentity("sface", "2021dec", DIM)
+SUBJECTS, PER_SUBJECT = 400, 2
+STORE_7 = [s for s in range(SUBJECTS) if s % 25 == 0]  # 16 subjects tagged store:7, 4% of the gallery
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
@@ -54,84 +57,222 @@ def members(store: MatchingStore) -> GalleryStore:
     return store.gallery("members")
 
 
-def test_filtered_search_equals_brute_force_over_the_allowed_subjects(members: GalleryStore) -> None:
+@pytest.fixture
+def tagged(members: GalleryStore) -> tuple[np.ndarray, np.ndarray]:
+    """400 subjects of two templates each, all tagged consent:face, one in 25 also store:7; 40 queries."""
     rng = np.random.default_rng(11)
-    subjects, per_subject = 400, 2
-    identities = unit(rng.standard_normal((subjects, DIM)))
-    templates = unit(identities[:, None, :] + 0.6 * rng.standard_normal((subjects, per_subject, DIM)) / np.sqrt(DIM))
-    for s in range(subjects):
-        tags = ["consent:face"] + (["store:7"] if s % 25 == 0 else [])
+    identities = unit(rng.standard_normal((SUBJECTS, DIM)))
+    templates = unit(identities[:, None, :] + 0.6 * rng.standard_normal((SUBJECTS, PER_SUBJECT, DIM)) / np.sqrt(DIM))
+    for s in range(SUBJECTS):
+        tags = ["consent:face"] + (["store:7"] if s in STORE_7 else [])
         members.enroll(f"m{s}", [f"m{s}-a", f"m{s}-b"], templates[s], tags=tags)
     queries = unit(identities[:40] + 0.8 * rng.standard_normal((40, DIM)) / np.sqrt(DIM))
+    return templates, queries
 
-    allowed = [s for s in range(subjects) if s % 25 == 0]  # 16 subjects, 4% of the gallery
+
+def test_filtered_search_equals_brute_force_over_the_allowed_subjects(
+    members: GalleryStore, tagged: tuple[np.ndarray, np.ndarray]
+) -> None:
+    templates, queries = tagged
     outcome = members.search(queries, top_k=5, required_tags=["store:7", "consent:face"])
-    flat = templates.reshape(-1, DIM)
-    scores = (queries @ flat.T).reshape(40, subjects, per_subject).max(axis=2)
+    scores = (queries @ templates.reshape(-1, DIM).T).reshape(len(queries), SUBJECTS, PER_SUBJECT).max(axis=2)
     for q, result in enumerate(outcome.results):
-        ranked = sorted(allowed, key=lambda s: -scores[q, s])[:5]
-        assert [c.subject_id for c in result.candidates] == [f"m{s}" for s in ranked]
+        ranked = sorted(STORE_7, key=lambda s: -scores[q, s])[:5]
+        assert [c.subject_id for c in result.candidates] == [f"m{s}" for s in ranked], f"query {q}"
         np.testing.assert_allclose([c.score for c in result.candidates], scores[q, ranked], atol=1e-5)
-        best = result.candidates[0]
-        assert best.template_id == f"m{ranked[0]}-" + "ab"[int(np.argmax(queries[q] @ templates[ranked[0]].T))]
+        best_template = "ab"[int(np.argmax(queries[q] @ templates[ranked[0]].T))]
+        assert result.candidates[0].template_id == f"m{ranked[0]}-{best_template}"
+        assert result.plan == "filtered-scan"
 
-    # Subject ids and tags combine (AND); unknown ids are simply not allowed.
+
+def test_subject_ids_and_tags_combine_and_unknown_ids_allow_nothing(
+    members: GalleryStore, tagged: tuple[np.ndarray, np.ndarray]
+) -> None:
+    _, queries = tagged
     by_id = members.search(queries[:5], top_k=5, subject_ids=["m0", "m1", "m25", "nobody"], required_tags=["store:7"])
-    for result in by_id.results:
-        assert {c.subject_id for c in result.candidates} == {"m0", "m25"}
+    assert [{c.subject_id for c in result.candidates} for result in by_id.results] == [{"m0", "m25"}] * 5
+
+
+def test_a_filter_that_allows_no_subject_searches_nothing(
+    members: GalleryStore, tagged: tuple[np.ndarray, np.ndarray]
+) -> None:
+    _, queries = tagged
     nothing = members.search(queries[:3], subject_ids=["m1"], required_tags=["store:7"])
     assert [(r.decision, r.candidates, r.plan) for r in nothing.results] == [
         (DECISION_NO_MATCH, [], "empty-filter")
     ] * 3
 
 
-def test_decisions_follow_threshold_and_margin(members: GalleryStore) -> None:
+@pytest.fixture
+def look_alikes(members: GalleryStore) -> dict[str, np.ndarray]:
+    """alice and bob nearly the same face, carol far from both, a new capture of carol; a stranger enrolled nowhere."""
     rng = np.random.default_rng(3)
     base = unit(rng.standard_normal((1, DIM)))[0]
     other = unit(rng.standard_normal((1, DIM)))[0]
     members.enroll("alice", ["alice-1"], base[None, :])
-    members.enroll("bob", ["bob-1"], unit(base + 0.05 * other)[None, :])  # nearly alice
+    members.enroll("bob", ["bob-1"], unit(base + 0.05 * other)[None, :])
     members.enroll("carol", ["carol-1"], other[None, :])
-    result = members.search(base[None, :]).results[0]
-    assert result.candidates[0].subject_id == "alice" and result.decision == DECISION_AMBIGUOUS
-    assert members.search(other[None, :]).results[0].decision == DECISION_MATCH
-    stranger = unit(rng.standard_normal((1, DIM)))
-    assert members.search(stranger).results[0].decision == DECISION_NO_MATCH
-    # Per-call overrides: a threshold above every score makes no match; the response reports what was used.
-    strict = members.search(other[None, :], threshold=0.999999, margin=0.01)
-    assert (strict.threshold, strict.margin) == (pytest.approx(0.999999), pytest.approx(0.01))
+    capture = unit(other + 0.5 * unit(rng.standard_normal(DIM)))  # cosine about 0.89 to carol's template
+    return {
+        "alice": base[None, :],
+        "carol": capture[None, :],
+        "stranger": unit(rng.standard_normal((1, DIM))),
+    }
 
 
-def test_vectors_are_validated_with_the_failing_index(members: GalleryStore) -> None:
-    good = unit(np.random.default_rng(1).standard_normal((3, DIM)))
-    nan = good.copy()
-    nan[2, 5] = np.nan
-    with pytest.raises(InvalidVectorError, match="query 2: the vector contains NaN") as error:
-        members.search(nan)
+@pytest.mark.parametrize(
+    ("query", "overrides", "decision"),
+    [
+        ("alice", {}, DECISION_AMBIGUOUS),  # bob is within the margin
+        ("carol", {}, DECISION_MATCH),
+        ("stranger", {}, DECISION_NO_MATCH),
+        ("carol", {"threshold": 0.95}, DECISION_NO_MATCH),  # a per-call threshold above carol's score
+        ("alice", {"margin": 0.0005}, DECISION_MATCH),  # a per-call margin narrower than alice's lead over bob
+    ],
+    ids=["ambiguous", "match", "no-match", "threshold-override", "margin-override"],
+)
+def test_decisions_follow_threshold_and_margin(
+    members: GalleryStore, look_alikes: dict[str, np.ndarray], query: str, overrides: dict[str, float], decision: int
+) -> None:
+    result = members.search(look_alikes[query], **overrides).results[0]
+    assert result.decision == decision
+    if query != "stranger":
+        assert result.candidates[0].subject_id == query
+
+
+def test_the_outcome_reports_the_threshold_and_margin_used(
+    members: GalleryStore, look_alikes: dict[str, np.ndarray]
+) -> None:
+    default = members.search(look_alikes["carol"])
+    assert (default.threshold, default.margin) == (pytest.approx(0.48), pytest.approx(0.05))
+    strict = members.search(look_alikes["carol"], threshold=0.95, margin=0.01)
+    assert (strict.threshold, strict.margin) == (pytest.approx(0.95), pytest.approx(0.01))
+
+
+GOOD = unit(np.random.default_rng(1).standard_normal((3, DIM)))
+
+
+def _with(change: Callable[[np.ndarray], None]) -> np.ndarray:
+    vectors = GOOD.copy()
+    change(vectors)
+    return vectors
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "code", "message"),
+    [
+        (
+            lambda g: g.search(_with(lambda v: v.__setitem__((2, 5), np.nan))),
+            InvalidVectorError,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "query 2: the vector contains NaN",
+        ),
+        (
+            lambda g: g.search(_with(lambda v: v.__setitem__(1, v[1] * 1.01))),
+            InvalidVectorError,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            r"query 1: the vector has L2 norm 1\.01",
+        ),
+        (
+            lambda g: g.enroll("x", ["x-1"], GOOD[:1] * 2),
+            InvalidVectorError,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "template 0",
+        ),
+        (
+            lambda g: g.search(unit(np.ones((1, 64)))),
+            ModelMismatchError,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "dimension 64, the gallery expects 128",
+        ),
+        (
+            lambda g: g.enroll("x", ["x-1", "x-1"], GOOD[:2]),
+            InvalidRequestError,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "repeat",
+        ),
+        (
+            lambda g: g.enroll("x", [], np.empty((0, DIM), np.float32)),
+            InvalidRequestError,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "no templates",
+        ),
+        (
+            lambda g: g.enroll("", ["x-1"], GOOD[:1]),
+            InvalidRequestError,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "subject_id is empty",
+        ),
+        (
+            lambda g: g.search(GOOD, top_k=MAX_TOP_K + 1),
+            InvalidRequestError,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"top_k {MAX_TOP_K + 1} is above the limit {MAX_TOP_K}",
+        ),
+        (
+            lambda g: g.search(GOOD, threshold=1.5),
+            InvalidRequestError,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            r"threshold 1\.5 must be in \[0, 1\]",
+        ),
+        (
+            lambda g: g.set_tags("nobody", ["consent:face"]),
+            UnknownSubjectError,
+            grpc.StatusCode.NOT_FOUND,
+            "subject nobody is not enrolled in gallery members",
+        ),
+    ],
+    ids=[
+        "nan",
+        "norm",
+        "template-norm",
+        "dimension",
+        "repeated-ids",
+        "no-templates",
+        "no-subject",
+        "top-k",
+        "threshold",
+        "unknown-subject",
+    ],
+)
+def test_a_bad_request_raises_the_error_of_its_status(
+    members: GalleryStore,
+    call: Callable[[GalleryStore], object],
+    error: type[ServiceError],
+    code: grpc.StatusCode,
+    message: str,
+) -> None:
+    with pytest.raises(error, match=message) as raised:
+        call(members)
+    assert raised.value.code == code
+    assert members.stats().templates == 0, "a refused request adds nothing"
+
+
+def test_an_invalid_vector_names_its_position(members: GalleryStore) -> None:
+    with pytest.raises(InvalidVectorError) as error:
+        members.search(_with(lambda v: v.__setitem__((2, 5), np.inf)))
     assert error.value.index == 2
-    scaled = good.copy()
-    scaled[1] *= 1.01
-    with pytest.raises(InvalidVectorError, match=r"query 1: the vector has L2 norm 1\.01"):
-        members.search(scaled)
-    with pytest.raises(InvalidVectorError, match="template 0"):
-        members.enroll("x", ["x-1"], good[:1] * 2)
-    with pytest.raises(ModelMismatchError, match="dimension 64, the gallery expects 128"):
-        members.search(unit(np.ones((1, 64))))
-    with pytest.raises(InvalidRequestError, match="repeat"):
-        members.enroll("x", ["x-1", "x-1"], good[:2])
-    with pytest.raises(InvalidRequestError, match="no templates"):
-        members.enroll("x", [], np.empty((0, DIM), np.float32))
-    members.enroll("x", ["x-1"], good[:1])
-    with pytest.raises(TemplateConflictError, match="x-1 already belongs to another subject"):
-        members.enroll("y", ["y-1", "x-1"], good[1:3])
+
+
+def test_a_template_id_of_another_subject_is_refused_whole(members: GalleryStore) -> None:
+    members.enroll("x", ["x-1"], GOOD[:1])
+    with pytest.raises(TemplateConflictError, match="x-1 already belongs to another subject") as error:
+        members.enroll("y", ["y-1", "x-1"], GOOD[1:3])
+    assert error.value.code == grpc.StatusCode.ALREADY_EXISTS
     assert members.subject_templates("y") == {}, "a refused enroll adds nothing"
-    with pytest.raises(UnknownSubjectError):
-        members.set_tags("y", ["consent:face"])
+    assert members.subject_templates("x") == {"x-1": 1}
 
 
 def test_unknown_gallery(store: MatchingStore) -> None:
-    with pytest.raises(UnknownGalleryError, match="unknown gallery 'staff'; galleries: members, watchlist"):
+    with pytest.raises(UnknownGalleryError, match="unknown gallery 'staff'; galleries: members, watchlist") as error:
         store.gallery("staff")
+    assert error.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_erase_needs_a_subject_id(store: MatchingStore) -> None:
+    with pytest.raises(InvalidRequestError, match="subject_id is empty") as error:
+        store.erase_subject("", "")
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_erased_subject_is_never_returned_by_searches_running_concurrently(members: GalleryStore) -> None:
@@ -170,17 +311,30 @@ def test_erased_subject_is_never_returned_by_searches_running_concurrently(membe
     assert members.stats().subjects == 32
 
 
-def test_decision_codes_are_the_native_and_proto_ones() -> None:
-    from retailface._matcher import Decision
-    from retailface.v1 import matching_pb2
+def test_the_index_defaults_are_the_native_matchers() -> None:
+    defaults = _matcher.DEFAULT_PARAMS
+    params = IndexParams()
+    assert (params.m, params.ef_construction, params.ef_search, params.threads, params.initial_capacity) == (
+        defaults["M"],
+        defaults["ef_construction"],
+        defaults["ef_search"],
+        defaults["threads"],
+        defaults["capacity"],
+    )
+    settings = {setting.name: setting.default for setting in SETTINGS}
+    assert (
+        settings["RETAILFACE_MATCHING_HNSW_M"],
+        settings["RETAILFACE_MATCHING_HNSW_EF_CONSTRUCTION"],
+        settings["RETAILFACE_MATCHING_HNSW_EF_SEARCH"],
+        settings["RETAILFACE_MATCHING_SEARCH_THREADS"],
+        settings["RETAILFACE_MATCHING_INITIAL_CAPACITY"],
+    ) == (params.m, params.ef_construction, params.ef_search, params.threads, params.initial_capacity)
 
-    assert (int(Decision.MATCH), int(Decision.NO_MATCH), int(Decision.AMBIGUOUS)) == (
-        DECISION_MATCH,
-        DECISION_NO_MATCH,
-        DECISION_AMBIGUOUS,
-    )
-    assert (matching_pb2.DECISION_MATCH, matching_pb2.DECISION_NO_MATCH, matching_pb2.DECISION_AMBIGUOUS) == (
-        DECISION_MATCH,
-        DECISION_NO_MATCH,
-        DECISION_AMBIGUOUS,
-    )
+
+def test_a_gallery_reports_the_index_it_was_built_with(members: GalleryStore) -> None:
+    stats = members.stats()
+    assert stats.index == IndexParams()
+    assert stats.model == MODEL
+    assert stats.search_kernel == _matcher.ISA
+    # The index reserves its initial capacity: at least the float vectors of that many templates.
+    assert stats.memory_bytes >= IndexParams().initial_capacity * DIM * 4

@@ -1,0 +1,50 @@
+// What every part of the gallery shares: its parameters (the one home of their defaults, which the
+// Python module exposes as DEFAULT_PARAMS), the plans a search can take, the decisions it reports and
+// the output of a search.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace retailface {
+
+// The values of the proto's retailface.v1.Decision (a test checks that they stay equal).
+enum class Decision : int8_t { kMatch = 1, kNoMatch = 2, kAmbiguous = 3 };
+
+enum class Plan : int8_t {
+  kEmpty = 0,
+  kExactScan = 1,
+  kGraph = 2,
+  kFilteredScan = 3,
+  kFilteredGraph = 4,
+  kCodeScan = 5,
+  kFilteredCodeScan = 6,  // the code scan over the allowed slots only (wide filters)
+};
+
+struct GalleryParams {
+  size_t dim = 128;
+  size_t capacity = 1024;
+  size_t M = 16;
+  size_t ef_construction = 200;
+  size_t ef_search = 64;
+  size_t threads = 2;
+  size_t exact_below = 20000;        // galleries up to this size are always scanned exactly
+  size_t filtered_scan_below = 4096; // filters selecting up to this many templates are always scanned exactly
+  bool graph_for_global = false;      // large unfiltered galleries: hnswlib graph instead of the code scan
+  size_t min_candidates = 256;        // code scan: templates re-ranked in float, at least...
+  size_t candidate_divisor = 400;     // ...and one in this many of the gallery
+  // Filters selecting up to 1/share of the gallery are scanned exactly (int8 copies, float re-score); wider
+  // ones take the code scan over the allowed slots. The int8 scan reads 4x the code scan's bytes per
+  // template, but only the allowed ones: memory traffic is equal at a quarter (see BENCHMARKS.md).
+  size_t filtered_scan_share = 4;
+};
+
+struct SearchOutput {
+  size_t n = 0, top_k = 0;
+  std::vector<int64_t> subjects, template_ids;
+  std::vector<float> scores;
+  std::vector<int8_t> decisions, plans;
+};
+
+}  // namespace retailface
