@@ -1,72 +1,37 @@
 """From a frame batch to tracked faces, confirmed identities, store events and actions.
 
-detection -> (quality-passing faces) embedding -> matching -> per-camera tracker -> events ->
-personalization. Each backend failure degrades the answer instead of failing it: without
-matching, frames still get detections and say identification is unavailable; without
-personalization, identification still answers and events wait in the relay.
+detection -> (faces good enough to identify from) embedding -> matching -> per-camera tracker
+-> events -> personalization. Each step fills in the `FaceWork` of the faces it handled. Each
+backend failure degrades the answer instead of failing it: without matching, frames still get
+detections and say identification is unavailable; without personalization, identification still
+answers and events wait in the relay.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import grpc
 import numpy as np
 import structlog
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from retailface.services.gateway.backends import DEGRADED_CODES, Backends
 from retailface.services.gateway.batching import Batcher
-from retailface.services.gateway.downstream import DEGRADED_CODES, Backends, EventRelay, MemberCache
-from retailface.services.gateway.tracker import CameraTracker, Observation, Track, TrackerConfig, TrackState
+from retailface.services.gateway.cameras import CameraInfo, camera_of
+from retailface.services.gateway.events import VisitEvents, store_event
+from retailface.services.gateway.members import MemberCache, MemberView
+from retailface.services.gateway.relay import EventRelay
+from retailface.services.gateway.tracker import CameraTracker, Observation, Track, TrackerConfig
+from retailface.services.shared.errors import from_rpc_error
+from retailface.services.shared.galleries import MEMBERS_GALLERY
 from retailface.services.shared.metrics import stage_timer
-from retailface.v1 import (
-    common_pb2,
-    detection_pb2,
-    embedding_pb2,
-    gateway_pb2,
-    matching_pb2,
-    personalization_pb2,
-)
+from retailface.v1 import common_pb2, detection_pb2, embedding_pb2, gateway_pb2, matching_pb2, personalization_pb2
 
 log = structlog.get_logger(__name__)
 audit = structlog.get_logger("audit")
-
-NEGATIVE_EMOTIONS = frozenset(
-    {common_pb2.EMOTION_ANGRY, common_pb2.EMOTION_DISGUST, common_pb2.EMOTION_FEAR, common_pb2.EMOTION_SAD}
-)
-MEMBERS_GALLERY = "members"
-
-
-@dataclass(frozen=True)
-class CameraInfo:
-    camera_id: str
-    store_id: str = ""
-    role: str = "aisle"  # entrance | aisle | lane
-    zone_id: str = ""
-    lane_id: str = ""
-
-
-def load_cameras(path: Path | None) -> dict[str, CameraInfo]:
-    """Camera-to-zone map: {"entrance-1": {"store_id": "s1", "role": "entrance", "zone_id": "entrance"}, ...}."""
-    if path is None:
-        return {}
-    data = json.loads(Path(path).read_text())
-    cameras = {}
-    for camera_id, info in data.items():
-        role = info.get("role", "aisle")
-        if role not in {"entrance", "aisle", "lane"}:
-            raise ValueError(f"{path}: camera {camera_id}: role {role!r} is not entrance, aisle or lane")
-        cameras[camera_id] = CameraInfo(
-            camera_id, info.get("store_id", ""), role, info.get("zone_id", ""), info.get("lane_id", "")
-        )
-    return cameras
 
 
 @dataclass
@@ -81,14 +46,84 @@ class PipelineConfig:
     batch_max_chips: int = 64
 
 
-def _timestamp(seconds: float) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
+@dataclass(frozen=True)
+class EmbeddedChip:
+    """What embedding answered for one face chip."""
+
+    vector: np.ndarray | None  # L2-normalised; None when the chip could not be embedded
+    query: common_pb2.Embedding | None  # the same vector as matching is asked, with the model that made it
+    attributes: common_pb2.Attributes | None
+    model_ms: float  # the chip's share of its call's model time
 
 
-def _status(code: grpc.StatusCode, message: str = "") -> common_pb2.ItemStatus:
-    return common_pb2.ItemStatus(code=code.value[0], message=message)
+@dataclass(frozen=True)
+class Match:
+    member_id: str
+    score: float
+
+
+@dataclass
+class FaceWork:
+    """One detected face and what the steps after detection learned about it."""
+
+    face: common_pb2.Face
+    embedded: EmbeddedChip | None = None  # only faces good enough to identify from are embedded
+    match: Match | None = None  # set when matching said MATCH
+
+    @property
+    def identifiable(self) -> bool:
+        """Good enough to identify from: passes the quality gates and comes with its chip."""
+        return self.face.quality.passes and self.face.HasField("chip") and bool(self.face.chip.bgr)
+
+    @property
+    def vector(self) -> np.ndarray | None:
+        return self.embedded.vector if self.embedded is not None else None
+
+    @property
+    def query(self) -> common_pb2.Embedding | None:
+        return self.embedded.query if self.embedded is not None else None
+
+    def observation(self) -> Observation:
+        attributes = self.embedded.attributes if self.embedded is not None else None
+        box = self.face.box
+        return Observation(
+            box=(box.x, box.y, box.width, box.height),
+            quality_passes=self.face.quality.passes and self.vector is not None,
+            embedding=self.vector,
+            match_member=self.match.member_id if self.match is not None else None,
+            match_score=self.match.score if self.match is not None else 0.0,
+            emotion=attributes.emotion if attributes is not None else 0,
+            attributes=attributes,
+        )
+
+
+@dataclass
+class FrameWork:
+    """One frame of the batch: its result, filled step by step, and its faces."""
+
+    frame: common_pb2.Frame
+    result: gateway_pb2.FrameResult
+    faces: list[FaceWork] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, frame: common_pb2.Frame) -> FrameWork:
+        result = gateway_pb2.FrameResult(
+            camera_id=frame.camera_id, sequence=frame.sequence, identification_available=True
+        )
+        return cls(frame, result)
+
+
+@dataclass
+class _CameraState:
+    """One camera's tracks; frames of one camera are tracked one at a time."""
+
+    tracker: CameraTracker
+    info: CameraInfo  # as last seen in its frames, for the events raised after its stream ends
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _ms_since(mark: float) -> float:
+    return (time.perf_counter() - mark) * 1000
 
 
 class FramePipeline:
@@ -97,340 +132,217 @@ class FramePipeline:
         self.members = members
         self.relay = relay
         self.config = config
-        self._trackers: dict[str, CameraTracker] = {}
-        self._camera_locks: dict[str, threading.Lock] = {}
+        self.events = VisitEvents(config.enter_cooldown_seconds, config.tracker.min_hits)
+        self._cameras: dict[str, _CameraState] = {}
         self._lock = threading.Lock()
         # Several cameras' frames and chips go out in one backend call when they arrive together.
         self._detect_batcher: Batcher[common_pb2.Frame, detection_pb2.FrameFaces] = Batcher(
             "detection", self._detect_call, config.batch_max_frames, workers=2
         )
-        self._embed_batcher: Batcher[common_pb2.AlignedChip, tuple[embedding_pb2.ChipResult, float, Any]] = Batcher(
+        self._embed_batcher: Batcher[common_pb2.AlignedChip, EmbeddedChip] = Batcher(
             "embedding", self._embed_call, config.batch_max_chips, workers=2
         )
-        # (store, member) -> time of the last `entered`
-        self._entered: dict[tuple[str, str], float] = {}
-        # camera -> its info as last seen in frames, for the events raised after its stream ends
-        self._camera_info: dict[str, CameraInfo] = {}
-
-    # ------------------------------------------------------------------ per batch
-
-    def process(self, batch: gateway_pb2.FrameBatch) -> gateway_pb2.FrameBatchResult:
-        started = time.perf_counter()
-        timings = gateway_pb2.StageTimings()
-        frames = list(batch.frames)
-        results = [
-            gateway_pb2.FrameResult(camera_id=f.camera_id, sequence=f.sequence, identification_available=True)
-            for f in frames
-        ]
-        with stage_timer("gateway", "detect"):
-            detected = self._detect(frames, results, timings)
-        timings.decode_detect_ms = (time.perf_counter() - started) * 1000
-
-        # Faces good enough to identify from: only these are embedded and searched.
-        chips: list[common_pb2.AlignedChip] = []
-        owners: list[tuple[int, int]] = []
-        for frame_index, frame_faces in enumerate(detected):
-            for face_index, face in enumerate(frame_faces):
-                if face.quality.passes and face.HasField("chip") and face.chip.bgr:
-                    chips.append(face.chip)
-                    owners.append((frame_index, face_index))
-
-        mark = time.perf_counter()
-        with stage_timer("gateway", "embed"):
-            embeddings, attributes = self._embed(chips, timings)
-        timings.embed_ms = (time.perf_counter() - mark) * 1000
-
-        mark = time.perf_counter()
-        with stage_timer("gateway", "match"):
-            matches, matching_ok = self._match(embeddings)
-        timings.match_ms = (time.perf_counter() - mark) * 1000
-        if not matching_ok:
-            for result in results:
-                result.identification_available = False
-
-        per_face: dict[tuple[int, int], int] = {owner: i for i, owner in enumerate(owners)}
-        mark = time.perf_counter()
-        personalize_ms = 0.0
-        for frame_index, frame in enumerate(frames):
-            result = results[frame_index]
-            if result.status.code != 0:
-                continue
-            observations = []
-            for face_index, face in enumerate(detected[frame_index]):
-                chip_index = per_face.get((frame_index, face_index))
-                embedding = embeddings[chip_index] if chip_index is not None and embeddings is not None else None
-                member, score = (
-                    matches[chip_index] if chip_index is not None and chip_index < len(matches) else (None, 0.0)
-                )
-                attrs = attributes[chip_index] if chip_index is not None and attributes else None
-                observations.append(
-                    Observation(
-                        box=(face.box.x, face.box.y, face.box.width, face.box.height),
-                        quality_passes=face.quality.passes and embedding is not None,
-                        embedding=embedding,
-                        match_member=member,
-                        match_score=score,
-                        emotion=attrs.emotion if attrs is not None else 0,
-                        attributes=attrs,
-                    )
-                )
-            personalize_ms += self._track_frame(frame, detected[frame_index], observations, result)
-        timings.track_ms = (time.perf_counter() - mark) * 1000 - personalize_ms
-        timings.personalize_ms = personalize_ms
-        timings.total_ms = (time.perf_counter() - started) * 1000
-        return gateway_pb2.FrameBatchResult(request_id=batch.request_id, results=results, timings=timings)
-
-    def _detect_call(self, frames: list[common_pb2.Frame]) -> list[detection_pb2.FrameFaces]:
-        request = detection_pb2.DetectRequest(frames=frames, include_chips=True)
-        return list(self.backends.detection.Detect(request, timeout=self.config.detect_deadline).results)
-
-    def _embed_call(self, chips: list[common_pb2.AlignedChip]) -> list[tuple[embedding_pb2.ChipResult, float, Any]]:
-        request = embedding_pb2.EmbedRequest(chips=chips, include_attributes=True)
-        response = self.backends.embedding.Embed(request, timeout=self.config.embed_deadline)
-        share = (response.embed_ms + response.attributes_ms) / max(1, len(chips))  # model time per chip
-        return [(item, share, response.model) for item in response.results]
 
     def close(self) -> None:
         self._detect_batcher.close()
         self._embed_batcher.close()
 
-    def _detect(
-        self,
-        frames: Sequence[common_pb2.Frame],
-        results: list[gateway_pb2.FrameResult],
-        timings: gateway_pb2.StageTimings,
-    ) -> list[list[common_pb2.Face]]:
-        detected: list[list[common_pb2.Face]] = [[] for _ in frames]
-        try:
-            frame_results = self._detect_batcher.submit(list(frames))
-        except grpc.RpcError as error:
-            code = error.code()
-            if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise  # the batch itself is invalid: the caller gets the same answer
-            for result in results:
-                result.status.CopyFrom(
-                    _status(grpc.StatusCode.UNAVAILABLE, f"detection unavailable: {error.details()}")
-                )
-            return detected
-        for index, frame_faces in enumerate(frame_results):
-            timings.decode_ms += frame_faces.decode_ms
-            timings.detect_model_ms += frame_faces.detect_ms
-            results[index].status.CopyFrom(frame_faces.status)
-            detected[index] = list(frame_faces.faces)
-        return detected
+    # ------------------------------------------------------------------ per batch
 
-    def _embed(
-        self, chips: list[common_pb2.AlignedChip], timings: gateway_pb2.StageTimings
-    ) -> tuple[np.ndarray | None, list[common_pb2.Attributes | None]]:
-        if not chips:
-            return np.zeros((0, 128), dtype=np.float32), []
+    def process(self, batch: gateway_pb2.FrameBatch) -> gateway_pb2.FrameBatchResult:
+        """The batch's result: one FrameResult per frame, in order.
+
+        A batch without a request id is given one first, on the batch itself, so that an answer
+        the caller writes for it (a stream's failed batch) carries the same id.
+        """
+        if not batch.request_id:
+            batch.request_id = uuid.uuid4().hex
+        if not batch.frames:
+            return gateway_pb2.FrameBatchResult(request_id=batch.request_id)
+        started = time.perf_counter()
+        timings = gateway_pb2.StageTimings()
+        frames = [FrameWork.of(frame) for frame in batch.frames]
+        with stage_timer("gateway", "detect"):
+            self._detect(frames, timings)
+        timings.decode_detect_ms = _ms_since(started)
+
+        faces = [face for frame in frames for face in frame.faces if face.identifiable]
+        mark = time.perf_counter()
+        with stage_timer("gateway", "embed"):
+            identification = self._embed(faces, timings)
+        timings.embed_ms = _ms_since(mark)
+
+        mark = time.perf_counter()
+        with stage_timer("gateway", "match"):
+            identification = identification and self._match(faces)
+        timings.match_ms = _ms_since(mark)
+
+        mark = time.perf_counter()
+        personalize_ms = 0.0
+        for frame in frames:
+            frame.result.identification_available = identification
+            if frame.result.status.code == 0:
+                personalize_ms += self._track(frame)
+        timings.track_ms = _ms_since(mark) - personalize_ms
+        timings.personalize_ms = personalize_ms
+        timings.total_ms = _ms_since(started)
+        return gateway_pb2.FrameBatchResult(
+            request_id=batch.request_id, results=[frame.result for frame in frames], timings=timings
+        )
+
+    def _detect(self, frames: list[FrameWork], timings: gateway_pb2.StageTimings) -> None:
+        """Fills each frame's status and faces; without detection, frames say it is unavailable."""
         try:
-            embedded = self._embed_batcher.submit(chips)
+            answers = self._detect_batcher.submit([frame.frame for frame in frames])
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise from_rpc_error(error, "detection") from error  # the batch itself is invalid
+            status = common_pb2.ItemStatus(
+                code=grpc.StatusCode.UNAVAILABLE.value[0], message=f"detection unavailable: {error.details()}"
+            )
+            for frame in frames:
+                frame.result.status.CopyFrom(status)
+            return
+        for frame, answer in zip(frames, answers, strict=True):
+            timings.decode_ms += answer.decode_ms
+            timings.detect_model_ms += answer.detect_ms
+            frame.result.status.CopyFrom(answer.status)
+            frame.faces = [FaceWork(face) for face in answer.faces]
+
+    def _detect_call(self, frames: list[common_pb2.Frame]) -> list[detection_pb2.FrameFaces]:
+        request = detection_pb2.DetectRequest(frames=frames, include_chips=True)
+        return list(self.backends.detection.Detect(request, timeout=self.config.detect_deadline).results)
+
+    def _embed(self, faces: list[FaceWork], timings: gateway_pb2.StageTimings) -> bool:
+        """Embeds the faces' chips; False when embedding is out (nobody can be identified)."""
+        if not faces:
+            return True
+        try:
+            embedded = self._embed_batcher.submit([face.face.chip for face in faces])
         except grpc.RpcError as error:
             if error.code() not in DEGRADED_CODES:
-                raise
+                raise from_rpc_error(error, "embedding") from error
             log.warning("embedding_unavailable", code=error.code().name)
-            return None, []
-        timings.embed_model_ms = sum(share for _, share, _ in embedded)
-        vectors = []
-        attributes: list[common_pb2.Attributes | None] = []
-        self._model = (embedded[0][2].model_id, embedded[0][2].version)
-        for item, _, _ in embedded:
-            ok = item.status.code == 0 and len(item.embedding.values) > 0
-            vectors.append(np.asarray(item.embedding.values, dtype=np.float32) if ok else None)
-            attributes.append(item.attributes if item.HasField("attributes") else None)
-        dim = next((len(v) for v in vectors if v is not None), 128)
-        matrix = np.stack([v if v is not None else np.full(dim, np.nan, np.float32) for v in vectors])
-        return matrix, attributes
+            return False
+        for face, chip in zip(faces, embedded, strict=True):
+            face.embedded = chip
+        timings.embed_model_ms = sum(chip.model_ms for chip in embedded)
+        return True
 
-    def _match(self, embeddings: np.ndarray | None) -> tuple[list[tuple[str | None, float]], bool]:
-        if embeddings is None:
-            return [], False
-        if len(embeddings) == 0:
-            return [], True
-        valid = [i for i in range(len(embeddings)) if not np.isnan(embeddings[i, 0])]
-        model_id, version = getattr(self, "_model", ("", ""))
-        queries = [
-            common_pb2.Embedding(values=embeddings[i].tolist(), model_id=model_id, model_version=version) for i in valid
-        ]
-        matches: list[tuple[str | None, float]] = [(None, 0.0)] * len(embeddings)
-        if not queries:
-            return matches, True
+    def _embed_call(self, chips: list[common_pb2.AlignedChip]) -> list[EmbeddedChip]:
+        request = embedding_pb2.EmbedRequest(chips=chips, include_attributes=True)
+        response = self.backends.embedding.Embed(request, timeout=self.config.embed_deadline)
+        share = (response.embed_ms + response.attributes_ms) / max(1, len(chips))  # model time per chip
+        return [_embedded_chip(item, response.model, share) for item in response.results]
+
+    def _match(self, faces: list[FaceWork]) -> bool:
+        """Searches the members gallery for the embedded faces; False when matching is out."""
+        searchable = [(face, query) for face in faces if (query := face.query) is not None]
+        if not searchable:
+            return True
         try:
             response = self.backends.matching.Search(
-                matching_pb2.SearchRequest(gallery=MEMBERS_GALLERY, queries=queries, top_k=2),
+                matching_pb2.SearchRequest(gallery=MEMBERS_GALLERY, queries=[q for _, q in searchable], top_k=2),
                 timeout=self.config.match_deadline,
             )
         except grpc.RpcError as error:
             log.warning("matching_unavailable", code=error.code().name, details=error.details())
-            return matches, False
-        for i, result in zip(valid, response.results, strict=True):
-            if result.decision == matching_pb2.DECISION_MATCH and result.candidates:
-                matches[i] = (result.candidates[0].subject_id, result.candidates[0].score)
-        return matches, True
+            return False
+        for (face, _), found in zip(searchable, response.results, strict=True):
+            if found.decision == matching_pb2.DECISION_MATCH and found.candidates:
+                face.match = Match(found.candidates[0].subject_id, found.candidates[0].score)
+        return True
 
     # ------------------------------------------------------------------ tracking and events
 
-    def _camera(self, frame: common_pb2.Frame) -> CameraInfo:
-        info = self.config.cameras.get(frame.camera_id)
-        if info is None:
-            return CameraInfo(frame.camera_id, frame.store_id, "aisle", frame.camera_id, "")
-        if frame.store_id and not info.store_id:
-            return CameraInfo(info.camera_id, frame.store_id, info.role, info.zone_id, info.lane_id)
-        return info
-
-    def _tracker(self, camera_id: str) -> tuple[CameraTracker, threading.Lock]:
+    def _camera_state(self, camera: CameraInfo) -> _CameraState:
         with self._lock:
-            if camera_id not in self._trackers:
-                self._trackers[camera_id] = CameraTracker(camera_id, self.config.tracker)
-                self._camera_locks[camera_id] = threading.Lock()
-            return self._trackers[camera_id], self._camera_locks[camera_id]
+            state = self._cameras.get(camera.camera_id)
+            if state is None:
+                state = _CameraState(CameraTracker(camera.camera_id, self.config.tracker), camera)
+                self._cameras[camera.camera_id] = state
+            state.info = camera
+            return state
 
-    def _track_frame(
-        self,
-        frame: common_pb2.Frame,
-        faces: list[common_pb2.Face],
-        observations: list[Observation],
-        result: gateway_pb2.FrameResult,
-    ) -> float:
-        camera = self._camera(frame)
-        self._camera_info[frame.camera_id] = camera
-        now = frame.captured_at.ToNanoseconds() / 1e9 if frame.HasField("captured_at") else time.time()
-        tracker, lock = self._tracker(frame.camera_id)
-        with lock:
-            update = tracker.update(observations, now)
+    def _track(self, frame: FrameWork) -> float:
+        """Tracks the frame's faces, names the identified ones, raises and sends their events.
+
+        Returns the milliseconds spent sending events to personalization.
+        """
+        camera = camera_of(frame.frame, self.config.cameras)
+        captured = frame.frame.captured_at
+        now = captured.ToNanoseconds() / 1e9 if frame.frame.HasField("captured_at") else time.time()
+        state = self._camera_state(camera)
+        with state.lock:
+            update = state.tracker.update([face.observation() for face in frame.faces], now)
         events: list[personalization_pb2.VisitEvent] = []
-        for face, track in zip(faces, update.assigned, strict=True):
-            tracked = gateway_pb2.TrackedFace(track_id=track.track_id, track_state=track.state.value)
-            tracked.face.CopyFrom(face)
-            tracked.face.ClearField("chip")  # chips are biometric: never leave the pipeline
-            tracked.face.track_id = track.track_id
-            if track.last_attributes is not None:
-                tracked.attributes.CopyFrom(track.last_attributes)
-            member = self._allowed_identity(track)
-            if member is not None:
-                tracked.identity.member_id = member.member_id
-                tracked.identity.score = track.identity_score
-                tracked.identity.agreeing_frames = track.identity_agreeing
-                tracked.identity.window_frames = self.config.tracker.identity_n
-                if member.allow_greeting and member.staff_greeting:
-                    tracked.identity.display_name = member.display_name
-                if track.newly_identified:
-                    audit.info(
-                        "identified",
-                        member_id=member.member_id,
-                        camera_id=camera.camera_id,
-                        store_id=camera.store_id,
-                        track_id=track.track_id,
-                        score=round(track.identity_score, 4),
-                        agreeing_frames=track.identity_agreeing,
-                    )
-                    events += self._on_identified(camera, track, now)
-            result.faces.append(tracked)
+        for face, track in zip(frame.faces, update.assigned, strict=True):
+            member = self._identifiable(track)
+            frame.result.faces.append(self._tracked_face(face.face, track, member))
+            if member is not None and track.newly_identified:
+                audit.info(
+                    "identified",
+                    member_id=member.member_id,
+                    camera_id=camera.camera_id,
+                    store_id=camera.store_id,
+                    track_id=track.track_id,
+                    score=round(track.identity_score, 4),
+                    agreeing_frames=track.identity_agreeing,
+                )
+                events += self.events.identified(camera, track, member, now)
         for track in update.ended:
-            events += self._on_track_end(camera, track, now)
-        return self._emit(events, result)
+            events += self.events.ended(camera, track, self._identifiable(track), now)
+        return self._emit(events, frame.result)
 
-    def _allowed_identity(self, track: Track):  # type: ignore[no-untyped-def]
-        if track.identity is None:
-            return None
-        member = self.members.get(track.identity)
-        if member is None or not member.face_identification:
-            return None  # no active consent for identification: an anonymous shopper
-        return member
+    def _identifiable(self, track: Track) -> MemberView | None:
+        """The track's member when they may be identified; None for an anonymous shopper."""
+        return self.members.identifiable(track.identity) if track.identity is not None else None
 
-    def _on_identified(self, camera: CameraInfo, track: Track, now: float) -> list[personalization_pb2.VisitEvent]:
-        events = []
-        if camera.role == "entrance":
-            key = (camera.store_id, track.identity or "")
-            last = self._entered.get(key)
-            if last is None or now - last >= self.config.enter_cooldown_seconds:
-                self._entered[key] = now
-                events.append(self._event(personalization_pb2.VISIT_EVENT_TYPE_ENTERED, camera, track, now))
-        return events
-
-    def _on_track_end(self, camera: CameraInfo, track: Track, now: float) -> list[personalization_pb2.VisitEvent]:
-        if track.hits < self.config.tracker.min_hits:
-            return []  # a flicker, not a shopper
-        member = self._allowed_identity(track)
-        events = []
-        if camera.role == "entrance" and member is None:
-            events.append(self._event(personalization_pb2.VISIT_EVENT_TYPE_ENTERED, camera, track, now))
-        if camera.zone_id and camera.role != "entrance":
-            event = self._event(personalization_pb2.VISIT_EVENT_TYPE_ZONE_DWELL, camera, track, now)
-            event.dwell_seconds = track.dwell_seconds
-            events.append(event)
-        if camera.role == "lane":
-            event = self._event(personalization_pb2.VISIT_EVENT_TYPE_CHECKOUT, camera, track, now)
-            event.emotion.CopyFrom(_emotion_summary(track))
-            events.append(event)
-        return events
-
-    def _event(self, kind: int, camera: CameraInfo, track: Track, now: float) -> personalization_pb2.VisitEvent:
-        member = self._allowed_identity(track)
-        event = personalization_pb2.VisitEvent(
-            event_id=uuid.uuid4().hex,
-            type=kind,
-            store_id=camera.store_id,
-            camera_id=camera.camera_id,
-            zone_id=camera.zone_id,
-            lane_id=camera.lane_id,
-            track_id=track.track_id,
-            at=_timestamp(now),
-        )
+    def _tracked_face(self, face: common_pb2.Face, track: Track, member: MemberView | None) -> gateway_pb2.TrackedFace:
+        tracked = gateway_pb2.TrackedFace(track_id=track.track_id, track_state=track.state.value)
+        tracked.face.CopyFrom(face)
+        tracked.face.ClearField("chip")  # chips are biometric: never leave the pipeline
+        tracked.face.track_id = track.track_id
+        if track.last_attributes is not None:
+            tracked.attributes.CopyFrom(track.last_attributes)
         if member is not None:
-            event.member_id = member.member_id
-            event.match_score = track.identity_score
-        elif track.last_attributes is not None:
-            event.attributes.CopyFrom(track.last_attributes)  # anonymous shoppers: attributes only
-        return event
+            window = self.config.tracker.identity_n
+            tracked.identity.CopyFrom(member.identity(track.identity_score, track.identity_agreeing, window))
+        return tracked
 
     def _emit(self, events: list[personalization_pb2.VisitEvent], result: gateway_pb2.FrameResult) -> float:
+        """Sends the events to personalization and adds them, with what they triggered, to the result."""
         started = time.perf_counter()
         for event in events:
-            result.events.append(
-                gateway_pb2.StoreEvent(
-                    type=event.type,
-                    track_id=event.track_id,
-                    member_id=event.member_id,
-                    zone_id=event.zone_id,
-                    lane_id=event.lane_id,
-                    dwell_seconds=event.dwell_seconds,
-                    emotion=event.emotion,
-                    at=event.at,
-                )
-            )
+            result.events.append(store_event(event))
             with stage_timer("gateway", "personalize"):
                 outcome = self.relay.send_now(event)
             if outcome is not None:
                 result.offers_pushed.extend(outcome.offers_pushed)
                 result.alerts_raised.extend(outcome.alerts_raised)
-        return (time.perf_counter() - started) * 1000
+        return _ms_since(started)
 
     def end_camera(self, camera_id: str) -> gateway_pb2.FrameResult:
         """The camera's stream closed: end its tracks; their events are sent and returned."""
         result = gateway_pb2.FrameResult(camera_id=camera_id, identification_available=True)
         with self._lock:
-            tracker = self._trackers.pop(camera_id, None)
-            lock = self._camera_locks.pop(camera_id, None)
-        if tracker is None or lock is None:
+            state = self._cameras.pop(camera_id, None)
+        if state is None:
             return result
-        with lock:
-            ended = tracker.close_all()
-        camera = self._camera_info.pop(camera_id, None) or self.config.cameras.get(camera_id, CameraInfo(camera_id))
-        events = [event for track in ended for event in self._on_track_end(camera, track, track.last_seen)]
+        with state.lock:
+            ended = state.tracker.close_all()
+        events = [
+            event
+            for track in ended
+            for event in self.events.ended(state.info, track, self._identifiable(track), track.last_seen)
+        ]
         self._emit(events, result)
         return result
 
 
-def _emotion_summary(track: Track) -> personalization_pb2.EmotionSummary:
-    if not track.emotions:
-        return personalization_pb2.EmotionSummary()
-    labels = [label for _, label in track.emotions]
-    dominant = max(set(labels), key=labels.count)
-    negative = sum(1 for label in labels if label in NEGATIVE_EMOTIONS) / len(labels)
-    seconds = track.emotions[-1][0] - track.emotions[0][0]
-    return personalization_pb2.EmotionSummary(dominant=dominant, negative_fraction=negative, seconds=seconds)
-
-
-__all__ = ["CameraInfo", "FramePipeline", "PipelineConfig", "TrackState", "load_cameras"]
+def _embedded_chip(item: embedding_pb2.ChipResult, model: common_pb2.ModelInfo, model_ms: float) -> EmbeddedChip:
+    attributes = item.attributes if item.HasField("attributes") else None
+    if item.status.code != 0 or not item.embedding.values:
+        return EmbeddedChip(None, None, attributes, model_ms)
+    query = common_pb2.Embedding(values=item.embedding.values, model_id=model.model_id, model_version=model.version)
+    return EmbeddedChip(np.asarray(item.embedding.values, dtype=np.float32), query, attributes, model_ms)

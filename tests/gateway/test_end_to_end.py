@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from retailface.client import AdminClient, CameraClient, connect
+from retailface.devtools.localstack import LocalStack, Runtime, free_port
+from retailface.devtools.models import testdata_path
 from retailface.services.shared.config import SERVICES
-from retailface.services.shared.localstack import LocalStack, Runtime, free_port
-from retailface.services.shared.models import testdata_path
 from retailface.v1 import (
     common_pb2,
     detection_pb2,
@@ -100,6 +100,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     root = tmp_path_factory.mktemp("e2e")
     runtime = Runtime(root / "runtime")
     runtime.prepare()
+    runtime.seed_personalization("small")
     cameras = root / "cameras.json"
     cameras.write_text(json.dumps(CAMERAS))
     ports = {}
@@ -109,10 +110,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     stack = LocalStack(
         runtime,
         ports=ports,
-        extra_env={
-            "gateway": gateway_env,
-            "personalization": {"RETAILFACE_PERSONALIZATION_SYNTHETIC_SCALE": "small"},
-        },
+        extra_env={"gateway": gateway_env},
     )
     stack.start_all()
     shop = Store(stack)
