@@ -44,12 +44,12 @@ import cv2
 import grpc
 import numpy as np
 
+from retailface.devtools.localstack import LocalStack, Runtime, free_port
+from retailface.devtools.models import model_path, testdata_path
 from retailface.services.detection.decoding import EncodedFrame, PixelFormat, RawFrame
 from retailface.services.detection.engine import DetectionEngine, DetectionSettings
 from retailface.services.detection.yunet import YuNetDetector
 from retailface.services.shared.config import SERVICES
-from retailface.services.shared.localstack import LocalStack, Runtime, free_port
-from retailface.services.shared.models import model_path, testdata_path
 from retailface.v1 import common_pb2, detection_pb2, detection_pb2_grpc
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "60"))
@@ -162,7 +162,9 @@ def run(threads: int) -> dict[str, Any]:
     settings = DetectionSettings(intra_op_threads=threads, provider="cpu")
     engine = DetectionEngine.from_model(yunet, settings)
     detector = engine.detector
-    small_input = YuNetDetector(yunet, input_width=640, input_height=640, intra_op_threads=threads, provider="cpu")
+    small_input = YuNetDetector(yunet).prepare(
+        input_width=640, input_height=640, intra_op_threads=threads, provider="cpu"
+    )
     out: dict[str, Any] = {"threads": threads, "provider": detector.provider, "repeats": REPEATS}
     for label, (width, height) in (("640", (640, 480)), ("1280", (1280, 720))):
         frame = test_frame(width, height)

@@ -37,9 +37,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from retailface.devtools.model_prep import SFACE_INT8_FILE, build_sface_int8
+from retailface.devtools.models import model_path, models_dir, testdata_path
 from retailface.services.embedding.engine import EmbeddingEngine, EmbeddingSettings
-from retailface.services.embedding.model_prep import SFACE_INT8_FILE, build_sface_int8
-from retailface.services.shared.models import model_path, models_dir, testdata_path
 
 REPEAT_SECONDS = float(os.environ.get("BENCH_SECONDS", "2"))  # per batch size and path, roughly
 BLOCK = 3
@@ -146,7 +146,7 @@ def run(threads: int) -> dict[str, Any]:
     attributes = engines["float"].attributes
     assert attributes is not None
     batch8 = np.stack(chips[:8])
-    times = interleaved({"attributes": lambda: attributes.predict(batch8)}, REPEAT_SECONDS / 2)
+    times = interleaved({"attributes": lambda: attributes.get(batch8)}, REPEAT_SECONDS / 2)
     result["attributes_ms_per_face_b8"] = round(statistics.median(times["attributes"]) / 8 * 1000, 3)
 
     eligible = [name for name in engines if result[f"{name}_cosine_min_vs_opencv"] >= 0.99]

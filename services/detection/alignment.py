@@ -11,18 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-CHIP_SIZE = 112
-# Right eye, left eye, nose tip, right mouth corner, left mouth corner (image left/right) in a 112x112 chip.
-ARCFACE_TEMPLATE = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float64,
-)
+from retailface.services.shared.face_template import ARCFACE_TEMPLATE, CHIP_SIZE
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Frames in, BGR uint8 images out: encoded bytes (JPEG, PNG, WebP, BMP) or raw pixels with a stride.
 
-Every problem raises FrameError with a message that says what is wrong and what to send instead;
-the engine prefixes the frame index and turns it into that frame's INVALID_ARGUMENT status.
+Every problem raises FrameError (an InvalidArgument) with a message that says what is wrong and what
+to send instead; the engine prefixes the frame index and reports it as that frame's status, while
+the other frames of the batch are still processed.
 
 Encoded frames are sniffed by their magic bytes and their dimensions read from the header before
 anything is decoded, so an oversized image (or a decompression bomb) is refused without allocating
@@ -23,8 +24,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from retailface.services.shared.errors import InvalidArgument
 
-class FrameError(ValueError):
+
+class FrameError(InvalidArgument):
     """A frame that cannot be used; the message says what to fix (without the frame index)."""
 
 

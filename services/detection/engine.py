@@ -7,15 +7,13 @@ can call directly:
     results = engine.detect([EncodedFrame(jpeg_bytes), RawFrame(640, 480, PixelFormat.BGR8, pixels)])
 
 A batch that is itself invalid (empty, over `max_batch_frames`, bad per-call overrides) raises
-BatchError; a bad frame gets its own `error` (message starting with "frame <index>:") and the
-other frames are still processed.
+InvalidArgument, which fails the whole call; a bad frame gets its own `error` (message starting
+with "frame <index>:") and the other frames are still processed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,16 +25,12 @@ from retailface.services.detection.alignment import align_face, alignment_matrix
 from retailface.services.detection.decoding import Frame, FrameError, decode_frame
 from retailface.services.detection.quality import FaceQuality, QualityGates, measure_quality
 from retailface.services.detection.yunet import Detections, YuNetDetector
+from retailface.services.shared.errors import InvalidArgument
 from retailface.services.shared.metrics import stage_timer
+from retailface.services.shared.model_identity import ModelIdentity
 
 log = structlog.get_logger(__name__)
 SERVICE = "detection"
-MODEL_ID = "yunet"
-MODEL_VERSION = "2023mar"
-
-
-class BatchError(ValueError):
-    """The request as a whole is invalid (INVALID_ARGUMENT for the call)."""
 
 
 @dataclass(frozen=True)
@@ -55,16 +49,9 @@ class DetectionSettings:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    model_id: str
-    version: str
-    sha256: str
-
-
-@dataclass(frozen=True)
 class DetectedFace:
     box: tuple[float, float, float, float]  # x, y, width, height in frame pixels
-    landmarks: np.ndarray  # (5, 2) float32, right eye, left eye, nose, right mouth corner, left mouth corner
+    landmarks: np.ndarray  # (5, 2) float32, in face_template's order
     score: float
     quality: FaceQuality
     chip: np.ndarray | None  # (112, 112, 3) uint8 BGR, aligned to the ArcFace template
@@ -99,28 +86,25 @@ class EngineStats:
 
 
 class DetectionEngine:
-    def __init__(self, detector: YuNetDetector, settings: DetectionSettings, model: ModelInfo) -> None:
+    def __init__(self, detector: YuNetDetector, settings: DetectionSettings) -> None:
         self.detector = detector
         self.settings = settings
-        self.model = model
         self._count_lock = threading.Lock()
         self._frames_processed = 0
         self._faces_detected = 0
 
     @classmethod
     def from_model(cls, model_file: Path, settings: DetectionSettings) -> DetectionEngine:
-        detector = YuNetDetector(
-            model_file,
+        detector = YuNetDetector(model_file).prepare(
+            provider=settings.provider,
+            intra_op_threads=settings.intra_op_threads,
             input_width=settings.input_width,
             input_height=settings.input_height,
             score_threshold=settings.score_threshold,
             nms_threshold=settings.nms_threshold,
             max_faces=settings.max_faces_per_frame,
-            intra_op_threads=settings.intra_op_threads,
-            provider=settings.provider,
             max_frames_per_run=settings.max_frames_per_run,
         )
-        digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
         log.info(
             "detector_ready",
             model=model_file.name,
@@ -129,7 +113,11 @@ class DetectionEngine:
             max_frames_per_run=detector.max_frames_per_run,
             input_size=f"{settings.input_width}x{settings.input_height}",
         )
-        return cls(detector, settings, ModelInfo(MODEL_ID, MODEL_VERSION, digest))
+        return cls(detector, settings)
+
+    @property
+    def model(self) -> ModelIdentity:
+        return self.detector.identity
 
     def stats(self) -> EngineStats:
         with self._count_lock:
@@ -153,54 +141,54 @@ class DetectionEngine:
         score_threshold: float | None = None,
         max_faces_per_frame: int | None = None,
     ) -> list[FrameResult]:
-        """One result per frame, in order. Raises BatchError when the batch itself is invalid."""
-        if not frames:
-            raise BatchError("the batch has no frames: send at least one")
-        if len(frames) > self.settings.max_batch_frames:
-            raise BatchError(
-                f"the batch has {len(frames)} frames, over the limit of {self.settings.max_batch_frames}: "
-                "split it into smaller batches"
-            )
-        if score_threshold is not None and not 0.0 < score_threshold <= 1.0:
-            raise BatchError(f"score_threshold {score_threshold} must be in (0, 1], or 0 for the default")
-
+        """One result per frame, in order. Raises InvalidArgument when the batch itself is invalid."""
+        self._check_batch(len(frames), score_threshold)
         results = [FrameResult() for _ in frames]
         images: list[np.ndarray] = []
         positions: list[int] = []
-        for index, frame in enumerate(frames):
-            start = time.perf_counter()
-            try:
-                with stage_timer(SERVICE, "decode"):
+        for index, (frame, result) in enumerate(zip(frames, results, strict=True)):
+            image: np.ndarray | None = None
+            with stage_timer(SERVICE, "decode") as decoding:
+                try:
                     image = decode_frame(frame, self.settings.max_frame_pixels)
-            except FrameError as error:
-                results[index].error = f"frame {index}: {error}"
+                except FrameError as error:
+                    result.error = f"frame {index}: {error}"
+            result.decode_ms = decoding.ms
+            if image is None:
                 continue
-            finally:
-                results[index].decode_ms = (time.perf_counter() - start) * 1000
-            results[index].height, results[index].width = image.shape[:2]
+            result.height, result.width = image.shape[:2]
             images.append(image)
             positions.append(index)
         if not images:
             return results
 
-        start = time.perf_counter()
-        with stage_timer(SERVICE, "model"):
+        with stage_timer(SERVICE, "model") as model_run:
             detections = self.detector.detect(images, score_threshold, max_faces_per_frame)
-        model_share_ms = (time.perf_counter() - start) * 1000 / len(images)
+        model_share_ms = model_run.ms / len(images)
 
         faces_found = 0
         for index, image, found in zip(positions, images, detections, strict=True):
-            start = time.perf_counter()
-            with stage_timer(SERVICE, "quality_and_chips"):
+            with stage_timer(SERVICE, "quality_and_chips") as post:
                 faces = self._faces(image, found, include_chips)
             result = results[index]
             result.faces = faces
-            result.detect_ms = model_share_ms + (time.perf_counter() - start) * 1000
+            result.detect_ms = model_share_ms + post.ms
             faces_found += len(faces)
         with self._count_lock:
             self._frames_processed += len(images)
             self._faces_detected += faces_found
         return results
+
+    def _check_batch(self, frame_count: int, score_threshold: float | None) -> None:
+        if not frame_count:
+            raise InvalidArgument("the batch has no frames: send at least one")
+        if frame_count > self.settings.max_batch_frames:
+            raise InvalidArgument(
+                f"the batch has {frame_count} frames, over the limit of {self.settings.max_batch_frames}: "
+                "split it into smaller batches"
+            )
+        if score_threshold is not None and not 0.0 < score_threshold <= 1.0:
+            raise InvalidArgument(f"score_threshold {score_threshold} must be in (0, 1], or 0 for the default")
 
     def _faces(self, image: np.ndarray, found: Detections, include_chips: bool) -> list[DetectedFace]:
         faces = []

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from retailface.services.detection.alignment import ARCFACE_TEMPLATE, CHIP_SIZE, alignment_matrix
+from retailface.services.detection.alignment import alignment_matrix
+from retailface.services.shared.face_template import ARCFACE_TEMPLATE, CHIP_SIZE
 
 MEASURE_SIZE = 112
 NOSE_DEPTH_RATIO = 0.9  # nose-tip depth in front of the eyes / half inter-eye distance
@@ -93,9 +94,9 @@ class FaceQuality:
 def estimate_pose(landmarks: np.ndarray) -> tuple[float, float]:
     """(yaw, pitch) in degrees from the 5 landmarks (see the module docstring)."""
     points = np.asarray(landmarks, dtype=np.float64)
-    right_eye, left_eye = points[0], points[1]
-    eye_mid = (right_eye + left_eye) / 2
-    roll = math.atan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0])
+    image_left_eye, image_right_eye = points[0], points[1]  # face_template's order
+    eye_mid = (image_left_eye + image_right_eye) / 2
+    roll = math.atan2(image_right_eye[1] - image_left_eye[1], image_right_eye[0] - image_left_eye[0])
     cos_r, sin_r = math.cos(-roll), math.sin(-roll)
     rotation = np.array([[cos_r, -sin_r], [sin_r, cos_r]])
     upright = (points - eye_mid) @ rotation.T  # eye midpoint at the origin, eye line horizontal

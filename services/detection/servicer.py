@@ -1,8 +1,9 @@
-"""gRPC DetectionService: maps protos to the detection engine and its errors to status codes.
+"""gRPC DetectionService: its settings, and protos to and from the detection engine's types.
 
 A batch that is itself invalid (empty, over RETAILFACE_DETECTION_MAX_BATCH_FRAMES, a bad per-call
-override) fails the call with INVALID_ARGUMENT; a bad frame gets INVALID_ARGUMENT in its own
-FrameFaces.status while the other frames are processed.
+override) makes the engine raise InvalidArgument, which the bootstrap turns into the call's
+status; a bad frame gets INVALID_ARGUMENT in its own FrameFaces.status while the other frames are
+processed.
 """
 
 from __future__ import annotations
@@ -10,44 +11,36 @@ from __future__ import annotations
 import grpc
 import structlog
 
-from retailface.services.detection.decoding import EncodedFrame, Frame, RawFrame
+from retailface.services.detection.decoding import EncodedFrame, Frame, FrameError, RawFrame
 from retailface.services.detection.engine import (
-    BatchError,
     DetectedFace,
     DetectionEngine,
     DetectionSettings,
+    EngineStats,
     FrameResult,
 )
-from retailface.services.detection.quality import QualityGates
-from retailface.services.detection.yunet import DIVISOR, PROVIDER_CHOICES
+from retailface.services.detection.quality import FaceQuality, QualityGates
+from retailface.services.detection.yunet import check_input_side
 from retailface.services.shared.config import (
     ServiceConfig,
     Setting,
     parse_positive_float,
     parse_positive_int,
+    parse_thread_count,
     parse_unit_float,
 )
-from retailface.services.shared.models import model_path
+from retailface.services.shared.model_files import model_path
+from retailface.services.shared.onnx_providers import PROVIDER_CHOICES
 from retailface.services.shared.server import Registration
 from retailface.v1 import common_pb2, detection_pb2, detection_pb2_grpc
 
 log = structlog.get_logger(__name__)
-INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+OK = grpc.StatusCode.OK.value[0]
+FRAME_ERROR = FrameError.code.value[0]
 
 
 def parse_input_side(raw: str) -> int:
-    value = int(raw)
-    if value <= 0 or value % DIVISOR:
-        raise ValueError(f"expected a positive multiple of {DIVISOR}, got {value}")
-    return value
-
-
-def parse_thread_count(raw: str) -> int:
-    """A count where 0 means automatic."""
-    value = int(raw)
-    if value < 0:
-        raise ValueError(f"expected 0 (automatic) or more, got {value}")
-    return value
+    return check_input_side(int(raw))
 
 
 def parse_angle(raw: str) -> float:
@@ -147,21 +140,24 @@ def frame_from_proto(frame: common_pb2.Frame) -> Frame:
     return None
 
 
+def quality_to_proto(quality: FaceQuality) -> common_pb2.FaceQuality:
+    return common_pb2.FaceQuality(
+        inter_eye_px=quality.inter_eye_px,
+        sharpness=quality.sharpness,
+        brightness=quality.brightness,
+        yaw_deg=quality.yaw_deg,
+        pitch_deg=quality.pitch_deg,
+        passes=quality.passes,
+        failed_gates=[int(gate) for gate in quality.failed_gates],
+    )
+
+
 def face_to_proto(face: DetectedFace) -> common_pb2.Face:
-    quality = face.quality
     message = common_pb2.Face(
         box=common_pb2.Box(x=face.box[0], y=face.box[1], width=face.box[2], height=face.box[3]),
         landmarks=[common_pb2.Point(x=float(x), y=float(y)) for x, y in face.landmarks],
         detection_score=face.score,
-        quality=common_pb2.FaceQuality(
-            inter_eye_px=quality.inter_eye_px,
-            sharpness=quality.sharpness,
-            brightness=quality.brightness,
-            yaw_deg=quality.yaw_deg,
-            pitch_deg=quality.pitch_deg,
-            passes=quality.passes,
-            failed_gates=[int(gate) for gate in quality.failed_gates],
-        ),
+        quality=quality_to_proto(face.quality),
     )
     if face.chip is not None:
         message.chip.size = face.chip.shape[0]
@@ -169,11 +165,11 @@ def face_to_proto(face: DetectedFace) -> common_pb2.Face:
     return message
 
 
-def result_to_proto(result: FrameResult) -> detection_pb2.FrameFaces:
+def frame_result_to_proto(result: FrameResult) -> detection_pb2.FrameFaces:
     if result.error is not None:
-        status = common_pb2.ItemStatus(code=INVALID_ARGUMENT, message=result.error)
+        status = common_pb2.ItemStatus(code=FRAME_ERROR, message=result.error)
     else:
-        status = common_pb2.ItemStatus(code=0)
+        status = common_pb2.ItemStatus(code=OK)
     return detection_pb2.FrameFaces(
         status=status,
         faces=[face_to_proto(face) for face in result.faces],
@@ -184,46 +180,43 @@ def result_to_proto(result: FrameResult) -> detection_pb2.FrameFaces:
     )
 
 
+def stats_to_proto(stats: EngineStats, model: common_pb2.ModelInfo) -> detection_pb2.DetectionStats:
+    return detection_pb2.DetectionStats(
+        model=model,
+        execution_provider=stats.provider,
+        intra_op_threads=stats.intra_op_threads,
+        input_width=stats.input_width,
+        input_height=stats.input_height,
+        frames_processed=stats.frames_processed,
+        faces_detected=stats.faces_detected,
+        max_batch_frames=stats.max_batch_frames,
+        max_frame_pixels=stats.max_frame_pixels,
+    )
+
+
 class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
     def __init__(self, engine: DetectionEngine) -> None:
         self.engine = engine
-        self.model_info = common_pb2.ModelInfo(
-            model_id=engine.model.model_id, version=engine.model.version, sha256=engine.model.sha256
-        )
+        self.model = engine.model.to_proto()
 
     def Detect(
         self, request: detection_pb2.DetectRequest, context: grpc.ServicerContext
     ) -> detection_pb2.DetectResponse:
-        include_chips = request.include_chips if request.HasField("include_chips") else True
-        try:
-            results = self.engine.detect(
-                [frame_from_proto(frame) for frame in request.frames],
-                include_chips=include_chips,
-                score_threshold=request.score_threshold or None,
-                max_faces_per_frame=request.max_faces_per_frame or None,
-            )
-        except BatchError as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        results = self.engine.detect(
+            [frame_from_proto(frame) for frame in request.frames],
+            include_chips=request.include_chips if request.HasField("include_chips") else True,
+            score_threshold=request.score_threshold or None,
+            max_faces_per_frame=request.max_faces_per_frame or None,
+        )
         bad = [r.error for r in results if r.error is not None]
         if bad:
             log.info("frames_rejected", count=len(bad), first=bad[0])
-        return detection_pb2.DetectResponse(results=[result_to_proto(r) for r in results], model=self.model_info)
+        return detection_pb2.DetectResponse(results=[frame_result_to_proto(r) for r in results], model=self.model)
 
     def GetStats(
         self, request: detection_pb2.StatsRequest, context: grpc.ServicerContext
     ) -> detection_pb2.DetectionStats:
-        stats = self.engine.stats()
-        return detection_pb2.DetectionStats(
-            model=self.model_info,
-            execution_provider=stats.provider,
-            intra_op_threads=stats.intra_op_threads,
-            input_width=stats.input_width,
-            input_height=stats.input_height,
-            frames_processed=stats.frames_processed,
-            faces_detected=stats.faces_detected,
-            max_batch_frames=stats.max_batch_frames,
-            max_frame_pixels=stats.max_frame_pixels,
-        )
+        return stats_to_proto(self.engine.stats(), self.model)
 
 
 def build(config: ServiceConfig) -> Registration:

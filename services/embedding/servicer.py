@@ -1,42 +1,35 @@
-"""gRPC EmbeddingService: maps protos to the embedding engine and its errors to status codes."""
+"""gRPC EmbeddingService: its settings, and protos to and from the embedding engine's types.
+
+A bad chip gets INVALID_ARGUMENT in its own ChipResult.status; a batch over the limit
+(InvalidArgument) or a pinned model that is not the loaded one (ModelMismatchError,
+FAILED_PRECONDITION) is raised by the engine and becomes the call's status in the bootstrap.
+"""
 
 from __future__ import annotations
 
 import grpc
 import structlog
 
-from retailface.services.embedding.engine import (
-    EMOTIONS,
-    BatchTooLargeError,
-    ChipBytes,
-    ChipResult,
-    EmbeddingEngine,
-    EmbeddingSettings,
-    FaceAttributes,
-    ModelDescription,
-    ModelMismatchError,
-)
-from retailface.services.embedding.specs import load_specs
+from retailface.services.embedding.attributes import EMOTIONS, FaceAttributes
+from retailface.services.embedding.chips import ChipBytes, ChipError
+from retailface.services.embedding.engine import ChipResult, EmbeddingEngine, EmbeddingSettings
 from retailface.services.shared.config import (
     ServiceConfig,
     Setting,
     parse_bool,
     parse_path,
     parse_positive_int,
+    parse_thread_count,
 )
+from retailface.services.shared.model_identity import ModelIdentity
+from retailface.services.shared.onnx_providers import GRAPH_OPTIMIZATIONS, PROVIDER_CHOICES
 from retailface.services.shared.server import Registration
 from retailface.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
 log = structlog.get_logger(__name__)
-INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+OK = grpc.StatusCode.OK.value[0]
+CHIP_ERROR = ChipError.code.value[0]
 _DEFAULTS = EmbeddingSettings()
-
-
-def parse_thread_count(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError(f"expected 0 (one per core) or a positive count, got {value}")
-    return value
 
 
 SETTINGS: list[Setting] = [
@@ -52,17 +45,17 @@ SETTINGS: list[Setting] = [
             "onnxruntime intra-op threads per model (0: one per core)"),
     Setting("RETAILFACE_EMBEDDING_PROVIDER", str, _DEFAULTS.provider,
             "onnxruntime execution provider: auto (CUDA when present, else CPU), cpu, or cuda (fail if absent)",
-            choices=("auto", "cpu", "cuda")),
+            choices=PROVIDER_CHOICES),
     Setting("RETAILFACE_EMBEDDING_MAX_BATCH_CHIPS", parse_positive_int, _DEFAULTS.max_batch_chips,
             "most chips in one Embed call; more is INVALID_ARGUMENT"),
     Setting("RETAILFACE_EMBEDDING_GRAPH_OPTIMIZATION", str, _DEFAULTS.graph_optimization,
-            "onnxruntime graph optimisation level", choices=("disabled", "basic", "extended", "all")),
+            "onnxruntime graph optimisation level", choices=GRAPH_OPTIMIZATIONS),
 ]  # fmt: skip
 
 
 def settings_from_config(config: ServiceConfig) -> EmbeddingSettings:
     get = config.get
-    settings = EmbeddingSettings(
+    return EmbeddingSettings(
         embedder=get("RETAILFACE_EMBEDDING_MODEL"),
         specs_file=get("RETAILFACE_EMBEDDING_SPECS_FILE"),
         attributes=get("RETAILFACE_EMBEDDING_ATTRIBUTES"),
@@ -71,17 +64,9 @@ def settings_from_config(config: ServiceConfig) -> EmbeddingSettings:
         max_batch_chips=get("RETAILFACE_EMBEDDING_MAX_BATCH_CHIPS"),
         graph_optimization=get("RETAILFACE_EMBEDDING_GRAPH_OPTIMIZATION"),
     )
-    known = load_specs(settings.specs_file)
-    if settings.embedder not in known:
-        raise ValueError(f"RETAILFACE_EMBEDDING_MODEL={settings.embedder!r} is not a known spec ({', '.join(known)})")
-    return settings
 
 
-def model_info_proto(model: ModelDescription) -> common_pb2.ModelInfo:
-    return common_pb2.ModelInfo(model_id=model.model_id, version=model.version, dim=model.dim, sha256=model.sha256)
-
-
-def attributes_proto(attributes: FaceAttributes) -> common_pb2.Attributes:
+def attributes_to_proto(attributes: FaceAttributes) -> common_pb2.Attributes:
     # Proto enums follow EMOTIONS / GENDERS order offset by one (0 is UNSPECIFIED).
     return common_pb2.Attributes(
         age_years=attributes.age_years,
@@ -97,43 +82,49 @@ def attributes_proto(attributes: FaceAttributes) -> common_pb2.Attributes:
     )
 
 
-def result_proto(result: ChipResult, model: ModelDescription) -> embedding_pb2.ChipResult:
+def chip_result_to_proto(result: ChipResult, model: ModelIdentity) -> embedding_pb2.ChipResult:
     if result.error is not None or result.embedding is None:
-        return embedding_pb2.ChipResult(status=common_pb2.ItemStatus(code=INVALID_ARGUMENT, message=result.error))
+        return embedding_pb2.ChipResult(status=common_pb2.ItemStatus(code=CHIP_ERROR, message=result.error))
     message = embedding_pb2.ChipResult(
-        status=common_pb2.ItemStatus(code=0),
+        status=common_pb2.ItemStatus(code=OK),
         embedding=common_pb2.Embedding(
             values=result.embedding.tolist(), model_id=model.model_id, model_version=model.version
         ),
     )
     if result.attributes is not None:
-        message.attributes.CopyFrom(attributes_proto(result.attributes))
+        message.attributes.CopyFrom(attributes_to_proto(result.attributes))
     return message
+
+
+def stats_to_proto(engine: EmbeddingEngine, model: common_pb2.ModelInfo) -> embedding_pb2.EmbeddingStats:
+    return embedding_pb2.EmbeddingStats(
+        model=model,
+        attribute_models=[identity.to_proto() for identity in engine.attribute_models],
+        execution_provider=engine.execution_provider,
+        intra_op_threads=engine.intra_op_threads,
+        max_batch_chips=engine.settings.max_batch_chips,
+        chips_embedded=engine.stats.chips_embedded,
+    )
 
 
 class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     def __init__(self, engine: EmbeddingEngine) -> None:
         self.engine = engine
-        self.model_info = model_info_proto(engine.model)
+        self.model = engine.model.to_proto()
 
     def Embed(self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext) -> embedding_pb2.EmbedResponse:
-        try:
-            outcome = self.engine.embed(
-                [ChipBytes(chip.size, chip.bgr) for chip in request.chips],
-                include_attributes=request.include_attributes,
-                expected_model_id=request.expected_model_id,
-                expected_model_version=request.expected_model_version,
-            )
-        except ModelMismatchError as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except BatchTooLargeError as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        outcome = self.engine.embed(
+            [ChipBytes(chip.size, chip.bgr) for chip in request.chips],
+            include_attributes=request.include_attributes,
+            expected_model_id=request.expected_model_id,
+            expected_model_version=request.expected_model_version,
+        )
         bad = [r.error for r in outcome.results if r.error is not None]
         if bad:
             log.info("chips_rejected", count=len(bad), first=bad[0])
         return embedding_pb2.EmbedResponse(
-            results=[result_proto(r, outcome.model) for r in outcome.results],
-            model=self.model_info,
+            results=[chip_result_to_proto(r, outcome.model) for r in outcome.results],
+            model=self.model,
             embed_ms=outcome.embed_ms,
             attributes_ms=outcome.attributes_ms,
         )
@@ -141,15 +132,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     def GetStats(
         self, request: embedding_pb2.EmbeddingStatsRequest, context: grpc.ServicerContext
     ) -> embedding_pb2.EmbeddingStats:
-        engine = self.engine
-        return embedding_pb2.EmbeddingStats(
-            model=self.model_info,
-            attribute_models=[model_info_proto(m) for m in engine.attribute_models],
-            execution_provider=engine.execution_provider,
-            intra_op_threads=engine.intra_op_threads,
-            max_batch_chips=engine.settings.max_batch_chips,
-            chips_embedded=engine.stats.chips_embedded,
-        )
+        return stats_to_proto(self.engine, self.model)
 
 
 def build(config: ServiceConfig) -> Registration:

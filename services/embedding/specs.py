@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from retailface.services.shared.models import ModelMissingError, model_path, models_dir
+from retailface.services.shared.model_files import ModelMissingError, model_path, models_dir
 
 ChannelOrder = Literal["RGB", "BGR"]
 
@@ -94,7 +94,7 @@ SFACE_INT8 = EmbedderSpec(
     dim=128,
     channel_order="RGB",
     description="SFace with int8 pointwise convolutions, for CPUs (about 2x faster)",
-    build_hint="run `python -m retailface.services.embedding.model_prep quantize` (after `make testdata`)",
+    build_hint="run `python -m retailface.devtools.model_prep quantize` (after `make testdata`)",
 )
 
 BUILTIN_SPECS: dict[str, EmbedderSpec] = {spec.name: spec for spec in (SFACE, SFACE_AS_SHIPPED, SFACE_INT8)}
@@ -121,3 +121,11 @@ def load_specs(specs_file: Path | None = None) -> dict[str, EmbedderSpec]:
             raise ValueError(f"embedder specs file {specs_file}, entry {index}: {error}") from None
         specs[spec.name] = spec
     return specs
+
+
+def find_spec(name: str, specs_file: Path | None = None) -> EmbedderSpec:
+    """The spec called `name` among the built-in ones and those of `specs_file`; ValueError naming the known ones."""
+    specs = load_specs(specs_file)
+    if name not in specs:
+        raise ValueError(f"unknown embedder {name!r}; known: {', '.join(sorted(specs))}")
+    return specs[name]

@@ -11,10 +11,10 @@ import grpc
 import numpy as np
 import pytest
 
+from retailface.devtools.localstack import LocalStack, Runtime, ServiceProcess, free_port
+from retailface.devtools.models import model_path, testdata_path
 from retailface.services.detection.engine import DetectionEngine, DetectionSettings
 from retailface.services.shared.config import SERVICES
-from retailface.services.shared.localstack import LocalStack, Runtime, ServiceProcess, free_port
-from retailface.services.shared.models import model_path, testdata_path
 from retailface.v1 import detection_pb2_grpc
 
 

@@ -11,9 +11,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from retailface.services.embedding.keras_onnx import UnsupportedLayerError, convert_keras_hdf5
-from retailface.services.embedding.model_prep import DERIVED_MODELS, prepare_batchable_onnx
-from retailface.services.shared.models import model_path
+from retailface.devtools.keras_onnx import UnsupportedLayerError, convert_keras_hdf5
+from retailface.devtools.model_prep import DERIVED_MODELS, prepare_batchable_onnx
+from retailface.devtools.models import model_path
 
 FIXTURE = Path(__file__).parent / "fixtures" / "emotion_keras_reference.npz"
 

