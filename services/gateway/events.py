@@ -84,6 +84,8 @@ def _event(
     if member is not None:
         event.member_id = member.member_id
         event.match_score = track.identity_score
+        if track.identity_calibration is not None:
+            event.identification.CopyFrom(track.identity_calibration)
     elif track.last_attributes is not None:
         event.attributes.CopyFrom(track.last_attributes)  # anonymous shoppers: attributes only
     return event

@@ -12,6 +12,7 @@ import grpc
 import structlog
 
 from retailface.services.gateway.backends import Backends
+from retailface.services.gateway.enrollment import DEFAULT_POLICY, EnrollmentPolicy, decide
 from retailface.services.gateway.members import MemberCache
 from retailface.services.shared.errors import FailedPrecondition, InvalidArgument, calling
 from retailface.services.shared.galleries import MEMBERS_GALLERY
@@ -32,10 +33,17 @@ ENROLLMENT_TAGS = ("consent:face_identification",)
 
 
 class MemberOperations:
-    def __init__(self, backends: Backends, members: MemberCache, deadline: float) -> None:
+    def __init__(
+        self,
+        backends: Backends,
+        members: MemberCache,
+        deadline: float,
+        enrollment_policy: EnrollmentPolicy = DEFAULT_POLICY,
+    ) -> None:
         self.backends = backends
         self.members = members
         self.deadline = deadline
+        self.enrollment_policy = enrollment_policy
 
     def identify_once(self, request: gateway_pb2.IdentifyOnceRequest) -> gateway_pb2.IdentifyOnceResponse:
         """The largest face of one frame, searched at once (no K-of-N: a kiosk or POS asks once)."""
@@ -50,7 +58,12 @@ class MemberOperations:
             )
         with calling("matching"):
             found = self.backends.matching.Search(
-                matching_pb2.SearchRequest(gallery=MEMBERS_GALLERY, queries=[embedded.results[0].embedding], top_k=2),
+                matching_pb2.SearchRequest(
+                    gallery=MEMBERS_GALLERY,
+                    queries=[embedded.results[0].embedding],
+                    top_k=2,
+                    probe_qualities=[matching_pb2.ProbeQuality(inter_eye_px=face.quality.inter_eye_px, frames=1)],
+                ),
                 timeout=self.deadline,
             ).results[0]
         response.decision = found.decision
@@ -70,8 +83,12 @@ class MemberOperations:
             store_id=request.store_id,
             score=round(candidate.score, 4),
             method="IdentifyOnce",
+            quality_bin=found.calibration.quality_bin,
+            estimated_fpir=found.calibration.estimated_fpir,
         )
         response.identity.CopyFrom(member.identity(candidate.score, agreeing_frames=1, window_frames=1))
+        response.identity.calibration.CopyFrom(found.calibration)
+        response.identity.fused_frames = 1
         try:
             offers = self.backends.personalization.GetOffers(
                 personalization_pb2.GetOffersRequest(
@@ -87,7 +104,11 @@ class MemberOperations:
         return response
 
     def enroll(self, request: gateway_pb2.EnrollMemberRequest) -> gateway_pb2.EnrollMemberResponse:
-        """One template per usable photo (exactly one face, passing the quality gates)."""
+        """One template per usable photo: its only face, or the face clearly in front, meeting the enrollment standard.
+
+        Each photo's status tells the clerk what was done ("the face in front was enrolled, 2 other faces
+        ignored") or what to fix ("photo 1: move closer (the face is too small)"); see `enrollment`.
+        """
         member = request.member
         if not member.member_id:
             raise InvalidArgument("member.member_id is required")
@@ -101,7 +122,7 @@ class MemberOperations:
                 detection_pb2.DetectRequest(frames=frames, include_chips=True), timeout=self.deadline
             )
         outcomes = [
-            _photo_outcome(index, photo, faces, member.member_id)
+            _photo_outcome(index, photo, faces, member.member_id, self.enrollment_policy)
             for index, (photo, faces) in enumerate(zip(request.photos, detected.results, strict=True))
         ]
         response = gateway_pb2.EnrollMemberResponse(
@@ -171,26 +192,29 @@ class MemberOperations:
 
 
 def _photo_outcome(
-    index: int, photo: bytes, detected: detection_pb2.FrameFaces, member_id: str
+    index: int, photo: bytes, detected: detection_pb2.FrameFaces, member_id: str, policy: EnrollmentPolicy
 ) -> tuple[gateway_pb2.PhotoResult, common_pb2.AlignedChip | None]:
-    """What became of one enrollment photo, and its face chip when it makes a template."""
+    """What became of one enrollment photo, and its face chip when it makes a template.
+
+    `quality` holds the judged face's measures with `passes`/`failed_gates` by the enrollment
+    standard, not identification's gates.
+    """
     outcome = gateway_pb2.PhotoResult(index=index)
     if detected.status.code != 0:
         outcome.status.CopyFrom(detected.status)
         return outcome, None
-    if len(detected.faces) != 1:
-        found = "no face" if not detected.faces else f"{len(detected.faces)} faces"
-        outcome.status.CopyFrom(_invalid(f"photo {index}: {found} found; enrollment needs exactly one face"))
+    decision = decide(detected.faces, detected.width, detected.height, policy)
+    if decision.face is not None:
+        outcome.quality.CopyFrom(decision.face.quality)
+        del outcome.quality.failed_gates[:]
+        outcome.quality.failed_gates.extend(decision.failed_gates)
+        outcome.quality.passes = not decision.failed_gates
+    if not decision.accepted or decision.face is None:
+        outcome.status.CopyFrom(_invalid(decision.message(index)))
         return outcome, None
-    face = detected.faces[0]
-    outcome.quality.CopyFrom(face.quality)
-    if not face.quality.passes:
-        outcome.status.CopyFrom(
-            _invalid(f"photo {index}: the face fails the quality gates ({failed_gates(face.quality)})")
-        )
-        return outcome, None
+    outcome.status.message = decision.message(index)
     outcome.template_id = f"{member_id}:{hashlib.sha256(photo).hexdigest()[:16]}"
-    return outcome, face.chip
+    return outcome, decision.face.chip
 
 
 def _invalid(message: str) -> common_pb2.ItemStatus:

@@ -1,7 +1,9 @@
 """From a frame batch to tracked faces, confirmed identities, store events and actions.
 
-detection -> (faces good enough to identify from) embedding -> matching -> per-camera tracker
--> events -> personalization. Each step fills in the `FaceWork` of the faces it handled. Each
+detection -> (faces good enough to identify from) embedding -> per-camera tracker (each track
+fuses its recent frames into one probe) -> matching (each probe at the calibrated threshold for
+its quality and frame count) -> the track's k-of-n vote -> events -> personalization. Each step
+fills in the `FaceWork` of the faces it handled. Each
 backend failure degrades the answer instead of failing it: without matching, frames still get
 detections and say identification is unavailable; without personalization, identification still
 answers and events wait in the relay.
@@ -9,6 +11,7 @@ answers and events wait in the relay.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -24,7 +27,15 @@ from retailface.services.gateway.cameras import CameraInfo, camera_of
 from retailface.services.gateway.events import VisitEvents, store_event
 from retailface.services.gateway.members import MemberCache, MemberView
 from retailface.services.gateway.relay import EventRelay
-from retailface.services.gateway.tracker import CameraTracker, Observation, Track, TrackerConfig
+from retailface.services.gateway.tracker import (
+    CameraTracker,
+    FrameUpdate,
+    FusedProbe,
+    Observation,
+    Track,
+    TrackerConfig,
+    Vote,
+)
 from retailface.services.shared.errors import from_rpc_error
 from retailface.services.shared.galleries import MEMBERS_GALLERY
 from retailface.services.shared.metrics import stage_timer
@@ -56,19 +67,15 @@ class EmbeddedChip:
     model_ms: float  # the chip's share of its call's model time
 
 
-@dataclass(frozen=True)
-class Match:
-    member_id: str
-    score: float
-
-
 @dataclass
 class FaceWork:
     """One detected face and what the steps after detection learned about it."""
 
     face: common_pb2.Face
     embedded: EmbeddedChip | None = None  # only faces good enough to identify from are embedded
-    match: Match | None = None  # set when matching said MATCH
+    track: Track | None = None  # set by tracking
+    probe: FusedProbe | None = None  # the track's fused probe after this frame, when this face is matched
+    vote: Vote | None = None  # matching's answer for that probe
 
     @property
     def identifiable(self) -> bool:
@@ -90,8 +97,8 @@ class FaceWork:
             box=(box.x, box.y, box.width, box.height),
             quality_passes=self.face.quality.passes and self.vector is not None,
             embedding=self.vector,
-            match_member=self.match.member_id if self.match is not None else None,
-            match_score=self.match.score if self.match is not None else 0.0,
+            inter_eye_px=self.face.quality.inter_eye_px,
+            detection_score=self.face.detection_score,
             emotion=attributes.emotion if attributes is not None else 0,
             attributes=attributes,
         )
@@ -104,6 +111,9 @@ class FrameWork:
     frame: common_pb2.Frame
     result: gateway_pb2.FrameResult
     faces: list[FaceWork] = field(default_factory=list)
+    camera: CameraInfo | None = None  # set by tracking
+    at: float = 0.0  # capture time, seconds
+    update: FrameUpdate | None = None
 
     @classmethod
     def of(cls, frame: common_pb2.Frame) -> FrameWork:
@@ -172,18 +182,24 @@ class FramePipeline:
             identification = self._embed(faces, timings)
         timings.embed_ms = _ms_since(mark)
 
-        mark = time.perf_counter()
-        with stage_timer("gateway", "match"):
-            identification = identification and self._match(faces)
-        timings.match_ms = _ms_since(mark)
-
-        mark = time.perf_counter()
-        personalize_ms = 0.0
-        for frame in frames:
-            frame.result.identification_available = identification
-            if frame.result.status.code == 0:
-                personalize_ms += self._track(frame)
-        timings.track_ms = _ms_since(mark) - personalize_ms
+        tracked = [frame for frame in frames if frame.result.status.code == 0]
+        with self._camera_locks(tracked):
+            mark = time.perf_counter()
+            with stage_timer("gateway", "track"):
+                for frame in tracked:
+                    self._update_tracks(frame)
+            track_ms = _ms_since(mark)
+            mark = time.perf_counter()
+            with stage_timer("gateway", "match"):
+                identification = identification and self._match(tracked)
+            timings.match_ms = _ms_since(mark)
+            mark = time.perf_counter()
+            personalize_ms = 0.0
+            for frame in frames:
+                frame.result.identification_available = identification
+            for frame in tracked:
+                personalize_ms += self._conclude(frame)
+        timings.track_ms = track_ms + _ms_since(mark) - personalize_ms
         timings.personalize_ms = personalize_ms
         timings.total_ms = _ms_since(started)
         return gateway_pb2.FrameBatchResult(
@@ -235,22 +251,39 @@ class FramePipeline:
         share = (response.embed_ms + response.attributes_ms) / max(1, len(chips))  # model time per chip
         return [_embedded_chip(item, response.model, share) for item in response.results]
 
-    def _match(self, faces: list[FaceWork]) -> bool:
-        """Searches the members gallery for the embedded faces; False when matching is out."""
-        searchable = [(face, query) for face in faces if (query := face.query) is not None]
-        if not searchable:
+    def _match(self, frames: list[FrameWork]) -> bool:
+        """Searches the members gallery for every fused probe; each answer becomes its face's vote.
+
+        Returns False when matching is out (nobody votes).
+        """
+        probes = [face for frame in frames for face in frame.faces if face.probe is not None]
+        if not probes:
             return True
-        try:
-            response = self.backends.matching.Search(
-                matching_pb2.SearchRequest(gallery=MEMBERS_GALLERY, queries=[q for _, q in searchable], top_k=2),
-                timeout=self.config.match_deadline,
+        request = matching_pb2.SearchRequest(gallery=MEMBERS_GALLERY, top_k=2)
+        for face in probes:
+            assert face.probe is not None and face.query is not None
+            request.queries.append(
+                common_pb2.Embedding(
+                    values=face.probe.vector.tolist(),
+                    model_id=face.query.model_id,
+                    model_version=face.query.model_version,
+                )
             )
+            request.probe_qualities.append(
+                matching_pb2.ProbeQuality(inter_eye_px=face.probe.inter_eye_px, frames=face.probe.frames)
+            )
+        try:
+            response = self.backends.matching.Search(request, timeout=self.config.match_deadline)
         except grpc.RpcError as error:
             log.warning("matching_unavailable", code=error.code().name, details=error.details())
             return False
-        for (face, _), found in zip(searchable, response.results, strict=True):
-            if found.decision == matching_pb2.DECISION_MATCH and found.candidates:
-                face.match = Match(found.candidates[0].subject_id, found.candidates[0].score)
+        for face, found in zip(probes, response.results, strict=True):
+            matched = found.decision == matching_pb2.DECISION_MATCH and bool(found.candidates)
+            face.vote = Vote(
+                found.candidates[0].subject_id if matched else None,
+                found.candidates[0].score if matched else 0.0,
+                found.calibration if found.HasField("calibration") else None,
+            )
         return True
 
     # ------------------------------------------------------------------ tracking and events
@@ -264,22 +297,47 @@ class FramePipeline:
             state.info = camera
             return state
 
-    def _track(self, frame: FrameWork) -> float:
-        """Tracks the frame's faces, names the identified ones, raises and sends their events.
+    def _camera_locks(self, frames: list[FrameWork]) -> contextlib.ExitStack:
+        """Holds the lock of every camera in the batch (in camera id order) from tracking to the votes."""
+        for frame in frames:
+            frame.camera = camera_of(frame.frame, self.config.cameras)
+            captured = frame.frame.captured_at
+            frame.at = captured.ToNanoseconds() / 1e9 if frame.frame.HasField("captured_at") else time.time()
+        stack = contextlib.ExitStack()
+        states = {frame.camera.camera_id: self._camera_state(frame.camera) for frame in frames if frame.camera}
+        for camera_id in sorted(states):
+            stack.enter_context(states[camera_id].lock)
+        return stack
+
+    def _update_tracks(self, frame: FrameWork) -> None:
+        """Assigns the frame's faces to tracks; a quality-passing face takes its track's fused probe."""
+        assert frame.camera is not None
+        state = self._camera_state(frame.camera)
+        frame.update = state.tracker.update([face.observation() for face in frame.faces], frame.at)
+        for face, track in zip(frame.faces, frame.update.assigned, strict=True):
+            face.track = track
+            if face.observation().quality_passes:
+                face.probe = track.fused_probe()
+
+    def _conclude(self, frame: FrameWork) -> float:
+        """Records the frame's votes, names the identified faces, raises and sends the frame's events.
 
         Returns the milliseconds spent sending events to personalization.
         """
-        camera = camera_of(frame.frame, self.config.cameras)
-        captured = frame.frame.captured_at
-        now = captured.ToNanoseconds() / 1e9 if frame.frame.HasField("captured_at") else time.time()
-        state = self._camera_state(camera)
-        with state.lock:
-            update = state.tracker.update([face.observation() for face in frame.faces], now)
+        assert frame.camera is not None and frame.update is not None
+        camera, now = frame.camera, frame.at
+        tracker = self._camera_state(camera).tracker
+        for face in frame.faces:
+            if face.vote is not None and face.track is not None and face.probe is not None:
+                tracker.vote(face.track, face.vote, face.probe.frames)
         events: list[personalization_pb2.VisitEvent] = []
-        for face, track in zip(frame.faces, update.assigned, strict=True):
+        for face in frame.faces:
+            track = face.track
+            assert track is not None
             member = self._identifiable(track)
             frame.result.faces.append(self._tracked_face(face.face, track, member))
             if member is not None and track.newly_identified:
+                calibration = track.identity_calibration
                 audit.info(
                     "identified",
                     member_id=member.member_id,
@@ -288,10 +346,16 @@ class FramePipeline:
                     track_id=track.track_id,
                     score=round(track.identity_score, 4),
                     agreeing_frames=track.identity_agreeing,
+                    fused_frames=track.identity_fused_frames,
+                    quality_bin=getattr(calibration, "quality_bin", None),
+                    estimated_fpir=getattr(calibration, "estimated_fpir", None),
                 )
                 events += self.events.identified(camera, track, member, now)
-        for track in update.ended:
+        for track in frame.update.ended:
             events += self.events.ended(camera, track, self._identifiable(track), now)
+        for face in frame.faces:  # a name is news on the frame that asserted it only
+            if face.track is not None:
+                face.track.newly_identified = False
         return self._emit(events, frame.result)
 
     def _identifiable(self, track: Track) -> MemberView | None:
@@ -307,7 +371,11 @@ class FramePipeline:
             tracked.attributes.CopyFrom(track.last_attributes)
         if member is not None:
             window = self.config.tracker.identity_n
-            tracked.identity.CopyFrom(member.identity(track.identity_score, track.identity_agreeing, window))
+            identity = member.identity(track.identity_score, track.identity_agreeing, window)
+            if track.identity_calibration is not None:
+                identity.calibration.CopyFrom(track.identity_calibration)
+            identity.fused_frames = track.identity_fused_frames
+            tracked.identity.CopyFrom(identity)
         return tracked
 
     def _emit(self, events: list[personalization_pb2.VisitEvent], result: gateway_pb2.FrameResult) -> float:

@@ -6,10 +6,12 @@ tentative until it has been seen in `min_hits` frames, confirmed afterwards, and
 `max_missed_frames` frames or `max_missed_seconds` without a detection; lost tracks are
 dropped together with their embeddings, which only ever live in memory.
 
-An identity is asserted only when k of the last n quality-passing frames of the track agree on
-the same member with a MATCH decision (score at or above the gallery threshold, clear of the
-runner-up). If the window later agrees on a different member, the identity is withdrawn: a
-wrong name is worse than no name.
+Each quality-passing frame adds its embedding to the track's fused probe (fusion.py: the
+quality-weighted mean of its last `fused_frames` frames). The pipeline matches that probe, at the
+calibrated threshold for its quality and frame count, and hands the answer back as the frame's
+vote (`vote`). An identity is asserted only when k of the last n votes agree on the same member
+with a MATCH decision. If the window later agrees on a different member, the identity is
+withdrawn: a wrong name is worse than no name.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from enum import Enum
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from retailface.services.gateway.fusion import DEFAULT_FUSED_FRAMES, frame_weight, fuse, fused_inter_eye_px
 
 
 class TrackState(Enum):
@@ -40,6 +44,7 @@ class TrackerConfig:
     identity_k: int = 3  # k of the last n quality-passing frames must agree...
     identity_n: int = 5  # ...on the same member
     embedding_momentum: float = 0.7  # smoothing of the track's appearance embedding
+    fused_frames: int = DEFAULT_FUSED_FRAMES  # quality-passing frames fused into the probe that is matched
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,26 @@ class Observation:
     box: tuple[float, float, float, float]  # x, y, w, h
     quality_passes: bool
     embedding: np.ndarray | None = None  # L2-normalised; only for quality-passing faces
-    match_member: str | None = None  # member id when matching said MATCH for this face
-    match_score: float = 0.0
+    inter_eye_px: float = 0.0
+    detection_score: float = 1.0
     emotion: int = 0  # common_pb2.Emotion value; 0 when unknown
     attributes: object | None = None  # common_pb2.Attributes, passed through for counting
+
+
+@dataclass(frozen=True)
+class FusedProbe:
+    """What the track asks matching: its fused embedding, that probe's quality and its frame count."""
+
+    vector: np.ndarray
+    inter_eye_px: float
+    frames: int
+
+
+@dataclass(frozen=True)
+class Vote:
+    member: str | None  # the member matching named (MATCH), or None
+    score: float = 0.0
+    calibration: object | None = None  # common_pb2.Calibration of the decision
 
 
 @dataclass
@@ -65,10 +86,14 @@ class Track:
     hits: int = 1
     missed: int = 0
     embedding: np.ndarray | None = None
-    votes: deque[tuple[str | None, float]] = field(default_factory=deque)
+    # (embedding, weight, inter-eye px) of the last quality-passing frames; only in memory, for the track's life
+    frames: deque[tuple[np.ndarray, float, float]] = field(default_factory=deque)
+    votes: deque[Vote] = field(default_factory=deque)
     identity: str | None = None
     identity_score: float = 0.0
     identity_agreeing: int = 0
+    identity_calibration: object | None = None  # of the latest agreeing vote
+    identity_fused_frames: int = 0
     emotions: list[tuple[float, int]] = field(default_factory=list)
     last_attributes: object | None = None
     newly_identified: bool = False  # set on the frame where the identity was first asserted
@@ -76,6 +101,20 @@ class Track:
     @property
     def dwell_seconds(self) -> float:
         return max(0.0, self.last_seen - self.first_seen)
+
+    def fused_probe(self) -> FusedProbe | None:
+        """The probe of the track's recent quality-passing frames (None before the first)."""
+        if not self.frames:
+            return None
+        vectors = [vector for vector, _, _ in self.frames]
+        weights = [weight for _, weight, _ in self.frames]
+        inter_eye = [px for _, _, px in self.frames]
+        return FusedProbe(fuse(vectors, weights), fused_inter_eye_px(inter_eye, weights), len(self.frames))
+
+    def forget_biometrics(self) -> None:
+        """Drops every embedding of the track (it ended)."""
+        self.embedding = None
+        self.frames.clear()
 
 
 @dataclass(frozen=True)
@@ -145,7 +184,7 @@ class CameraTracker:
             gone = {id(t) for t in ended}
             self.tracks = [t for t in self.tracks if id(t) not in gone]
             for track in ended:  # embeddings of ended tracks are dropped now, never kept
-                track.embedding = None
+                track.forget_biometrics()
         return FrameUpdate(assigned, ended)
 
     def close_all(self) -> list[Track]:
@@ -153,7 +192,7 @@ class CameraTracker:
         ended, self.tracks = self.tracks, []
         for track in ended:
             track.state = TrackState.LOST
-            track.embedding = None
+            track.forget_biometrics()
         return ended
 
     def _associate(self, observations: Sequence[Observation]) -> dict[int, int]:
@@ -186,35 +225,43 @@ class CameraTracker:
         if observation.emotion:
             track.emotions.append((timestamp, observation.emotion))
         if not observation.quality_passes or observation.embedding is None:
-            return  # only quality-passing frames vote on identity or shape the appearance
+            return  # only quality-passing frames are matched (and vote) or shape the appearance
         if track.embedding is None:
             track.embedding = observation.embedding.astype(np.float32, copy=True)
         else:
             blended = cfg.embedding_momentum * track.embedding + (1 - cfg.embedding_momentum) * observation.embedding
             track.embedding = (blended / max(float(np.linalg.norm(blended)), 1e-9)).astype(np.float32)
-        track.votes.append((observation.match_member, observation.match_score))
+        weight = frame_weight(observation.inter_eye_px, observation.detection_score)
+        track.frames.append((observation.embedding.astype(np.float32, copy=True), weight, observation.inter_eye_px))
+        while len(track.frames) > max(1, cfg.fused_frames):
+            track.frames.popleft()
+
+    def vote(self, track: Track, vote: Vote, fused_frames: int = 1) -> bool:
+        """Records matching's answer for the track's probe of this frame; True when it newly names someone."""
+        cfg = self.config
+        track.votes.append(vote)
         while len(track.votes) > cfg.identity_n:
             track.votes.popleft()
-        self._decide_identity(track)
-
-    def _decide_identity(self, track: Track) -> None:
-        cfg = self.config
-        counts = Counter(member for member, _ in track.votes if member is not None)
+        counts = Counter(v.member for v in track.votes if v.member is not None)
         if not counts:
-            return
+            return False
         member, agreeing = counts.most_common(1)[0]
         if agreeing < cfg.identity_k:
-            return
+            return False
         if track.identity is not None and track.identity != member:
             # The window now agrees on someone else: withdraw rather than risk a wrong name.
             track.identity = None
             track.identity_score = 0.0
             track.identity_agreeing = 0
+            track.identity_calibration = None
             track.votes.clear()
-            return
-        scores = [score for voted, score in track.votes if voted == member]
-        if track.identity is None:
-            track.newly_identified = True
+            return False
+        newly = track.identity is None
+        track.newly_identified = track.newly_identified or newly
         track.identity = member
-        track.identity_score = float(np.mean(scores))
+        track.identity_score = float(np.mean([v.score for v in track.votes if v.member == member]))
         track.identity_agreeing = agreeing
+        if vote.member == member:
+            track.identity_calibration = vote.calibration
+            track.identity_fused_frames = fused_frames
+        return newly

@@ -43,6 +43,10 @@ class ModelMismatchError(FailedPrecondition):
 # ---------------------------------------------------------------- the service's: it does not start
 
 
+class CalibrationMissingError(FailedPrecondition):
+    """A search asked for a calibrated decision from a gallery that has no calibration."""
+
+
 class StartupError(RuntimeError):
     """The data dir or its key cannot be used; the message says how to fix it."""
 
@@ -65,3 +69,7 @@ class DecryptionError(StoreCorruptedError):
 
 class LogCorruptedError(StoreCorruptedError):
     """The log is damaged in a way that a crash cannot explain; acknowledged records would be lost."""
+
+
+class CalibrationError(StartupError):
+    """The calibration file is missing, malformed, or made for another model."""

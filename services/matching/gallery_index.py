@@ -175,6 +175,12 @@ class GalleryIndex:
         with self._maps_lock:
             return [self._outcome(found, row) for row in range(len(queries))]
 
+    def searched_subjects(self, subject_ids: Sequence[str], required_tags: Sequence[str]) -> int:
+        """How many subjects a search with this filter compares against (the N of its error rates)."""
+        with self._maps_lock:
+            allowed = self.ids.allowed_keys(subject_ids, required_tags)
+            return len(self.ids) if allowed is None else len(allowed)
+
     def _outcome(self, found: Any, row: int) -> QueryOutcome:
         """One query's row of a native search, named; the caller holds the maps lock."""
         candidates = []

@@ -21,8 +21,9 @@ import structlog
 from prometheus_client import Counter
 
 from retailface import _matcher
+from retailface.services.matching.calibration import CalibratedDecision, ProbeQuality
 from retailface.services.matching.crypto import RecordCipher
-from retailface.services.matching.errors import InvalidRequestError, UnknownSubjectError
+from retailface.services.matching.errors import CalibrationMissingError, InvalidRequestError, UnknownSubjectError
 from retailface.services.matching.gallery_index import GalleryIndex
 from retailface.services.matching.params import (
     DEFAULT_TOP_K,
@@ -32,10 +33,11 @@ from retailface.services.matching.params import (
     check_search_options,
 )
 from retailface.services.matching.recordlog import RecordLog, decode_record, encode_record
-from retailface.services.matching.results import EnrollOutcome, GalleryStats, SearchOutcome
+from retailface.services.matching.results import EnrollOutcome, GalleryStats, QueryOutcome, SearchOutcome
 from retailface.services.matching.snapshots import SNAPSHOT_FILE, read_snapshot, write_snapshot
 from retailface.services.matching.vectors import validate_vectors
 from retailface.services.shared.model_identity import ModelIdentity
+from retailface.v1.matching_pb2 import DECISION_NO_MATCH
 
 SNAPSHOT_FAILURES = Counter("retailface_matching_snapshot_failures_total", "snapshots that failed", ["gallery"])
 
@@ -55,8 +57,10 @@ class GalleryStore:
         durability: DurabilityPolicy,
         norm_tolerance: float,
         on_write: Callable[[GalleryStore], None] | None = None,
+        calibrated: CalibratedDecision | None = None,
     ) -> None:
         self.policy = policy
+        self.calibrated = calibrated  # decides probes that come with their quality
         self.model = model
         self.index_params = index
         self.directory = directory
@@ -79,6 +83,10 @@ class GalleryStore:
     @property
     def name(self) -> str:
         return self.policy.name
+
+    @property
+    def calibration_id(self) -> str:
+        return self.calibrated.calibration.calibration_id if self.calibrated is not None else ""
 
     def _load(self) -> GalleryIndex:
         started = time.monotonic()
@@ -181,20 +189,52 @@ class GalleryStore:
         margin: float | None = None,
         subject_ids: Sequence[str] = (),
         required_tags: Sequence[str] = (),
+        probes: Sequence[ProbeQuality] = (),
     ) -> SearchOutcome:
         """Searches queries [n, dim]; the filter (subject ids AND every required tag) is applied inside the index.
 
-        A threshold or margin of None or 0 keeps the gallery's.
+        A threshold or margin of None or 0 keeps the gallery's. With `probes` (one per query), each
+        query is decided at its calibrated operating point for the searched size instead.
         """
         check_search_options(top_k, threshold or 0.0, margin or 0.0)
+        if probes and threshold:
+            raise InvalidRequestError("threshold must be 0 when probe qualities are given: the calibration sets it")
         threshold = threshold if threshold else self.policy.threshold
         margin = margin if margin else self.policy.margin
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         validate_vectors(queries, self.model.dim, self._norm_tolerance)
         if len(queries) == 0:
             return SearchOutcome(threshold, margin, [])
+        if probes:
+            return self._calibrated_search(queries, probes, top_k, threshold, margin, subject_ids, required_tags)
         results = self._index.search(queries, top_k, threshold, margin, subject_ids, required_tags)
         return SearchOutcome(threshold, margin, results)
+
+    def _calibrated_search(
+        self,
+        queries: np.ndarray,
+        probes: Sequence[ProbeQuality],
+        top_k: int,
+        threshold: float,
+        margin: float,
+        subject_ids: Sequence[str],
+        required_tags: Sequence[str],
+    ) -> SearchOutcome:
+        """Each query at the threshold its quality needs at this size; one native search per threshold."""
+        if self.calibrated is None:
+            raise CalibrationMissingError(f"gallery {self.name} has no calibration to decide probes by quality")
+        if len(probes) != len(queries):
+            raise InvalidRequestError(f"{len(probes)} probe qualities for {len(queries)} queries; send one per query")
+        points = self.calibrated.points(probes, self._index.searched_subjects(subject_ids, required_tags))
+        results: list[QueryOutcome | None] = [None] * len(queries)
+        for applied in sorted({min(point.threshold, 1.0) for point in points}):
+            rows = [row for row, point in enumerate(points) if min(point.threshold, 1.0) == applied]
+            found = self._index.search(queries[rows], top_k, applied, margin, subject_ids, required_tags)
+            for row, outcome in zip(rows, found, strict=True):
+                point = points[row]
+                decision = outcome.decision if point.identifiable else DECISION_NO_MATCH
+                results[row] = QueryOutcome(decision, outcome.candidates, outcome.plan, point)
+        return SearchOutcome(threshold, margin, [result for result in results if result is not None])
 
     # ------------------------------------------------------------ snapshot & stats
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from retailface.services.matching.calibration import OperatingPoint
 from retailface.services.matching.params import IndexParams
 from retailface.services.shared.model_identity import ModelIdentity
 
@@ -23,6 +24,7 @@ class QueryOutcome:
     decision: int  # retailface.v1.Decision
     candidates: list[Candidate]
     plan: str
+    calibration: OperatingPoint | None = None  # the calibrated operating point the decision was made at
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,12 @@ no method here maps errors. Every MATCH is logged as ``audit.match``, never with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 import structlog
 
+from retailface.services.matching.calibration import OperatingPoint, ProbeQuality
 from retailface.services.matching.params import DEFAULT_TOP_K
 from retailface.services.matching.results import GalleryStats, SearchOutcome
 from retailface.services.matching.settings import SETTINGS, open_store
@@ -38,7 +41,22 @@ def _gallery_info(stats: GalleryStats) -> matching_pb2.GalleryInfo:
     )
 
 
-def _search_response(outcome: SearchOutcome) -> matching_pb2.SearchResponse:
+def calibration_to_proto(point: OperatingPoint, calibration_id: str) -> common_pb2.Calibration:
+    return common_pb2.Calibration(
+        quality_bin=point.quality_bin,
+        threshold=point.threshold if point.identifiable else 0.0,
+        estimated_fpir=point.estimated_fpir,
+        estimated_fnir=point.estimated_fnir,
+        frames=point.frames,
+        calibration_id=calibration_id,
+    )
+
+
+def probes_from_proto(qualities: Sequence[matching_pb2.ProbeQuality]) -> list[ProbeQuality]:
+    return [ProbeQuality(q.inter_eye_px, max(1, q.frames)) for q in qualities]
+
+
+def _search_response(outcome: SearchOutcome, calibration_id: str) -> matching_pb2.SearchResponse:
     response = matching_pb2.SearchResponse(threshold=outcome.threshold, margin=outcome.margin)
     plans: list[str] = []
     for result in outcome.results:
@@ -52,6 +70,8 @@ def _search_response(outcome: SearchOutcome) -> matching_pb2.SearchResponse:
                 ],
             )
         )
+        if result.calibration is not None:
+            response.results[-1].calibration.CopyFrom(calibration_to_proto(result.calibration, calibration_id))
         if result.plan not in plans:
             plans.append(result.plan)
     response.plan = ",".join(plans)
@@ -70,7 +90,9 @@ def _audit_matches(gallery: str, outcome: SearchOutcome) -> None:
                 subject_id=best.subject_id,
                 template_id=best.template_id,
                 score=round(best.score, 4),
-                threshold=outcome.threshold,
+                threshold=result.calibration.threshold if result.calibration else outcome.threshold,
+                quality_bin=result.calibration.quality_bin if result.calibration else None,
+                estimated_fpir=result.calibration.estimated_fpir if result.calibration else None,
                 query_index=index,
                 request_id=request_id,
             )
@@ -91,8 +113,9 @@ class MatchingServicer(matching_pb2_grpc.MatchingServiceServicer):
                 margin=request.margin,
                 subject_ids=list(request.filter.subject_ids),
                 required_tags=list(request.filter.required_tags),
+                probes=probes_from_proto(request.probe_qualities),
             )
-        response = _search_response(outcome)
+        response = _search_response(outcome, gallery.calibration_id)
         _audit_matches(gallery.name, outcome)
         return response
 

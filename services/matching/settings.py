@@ -1,16 +1,21 @@
 """The matching service's settings, and the store they configure.
 
-Thresholds are cosine similarities of L2-normalised SFace embeddings. The defaults are starting
-points for SFace (OpenCV's 1:1 verification threshold is 0.363; real SFace impostor pairs score
-mean 0.09, std 0.11), raised for 1:N identification, where every query meets every subject: members
-0.48 / margin 0.05, watchlist 0.55 / margin 0.08 (a watchlist alert accuses someone; it always goes
-to a person, but should be rare when wrong). Calibrate them on the deployment's own impostor scores.
+Probes that come with their quality (the gateway's, always) are decided by the calibration
+(calibration.py): the threshold that holds RETAILFACE_MATCHING_TARGET_FPIR for probes of that
+quality at the gallery's size, measured by `make calibrate` on real labelled faces
+(docs/ACCURACY.md). The service refuses to start without a calibration made for its model.
+
+The galleries' own thresholds (cosine similarities of L2-normalised SFace embeddings) decide
+searches that come without quality, such as an administrator's: members 0.48 / margin 0.05,
+watchlist 0.55 / margin 0.08. The margin guards calibrated decisions too (two members close
+together are AMBIGUOUS, never a name).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from retailface.services.matching import calibration
 from retailface.services.matching.crypto import load_key
 from retailface.services.matching.errors import ModelMismatchError, StartupError
 from retailface.services.matching.params import DEFAULT_NORM_TOLERANCE, DurabilityPolicy, GalleryPolicy, IndexParams
@@ -49,6 +54,20 @@ SETTINGS: list[Setting] = [
     ),
     Setting("RETAILFACE_MATCHING_MODEL_ID", str, "sface", "embedding model the galleries hold; others are refused"),
     Setting("RETAILFACE_MATCHING_MODEL_VERSION", str, "2021dec", "version of that embedding model"),
+    Setting(
+        "RETAILFACE_MATCHING_CALIBRATION_FILE",
+        parse_path,
+        None,
+        "calibration of that model, made by `make calibrate` (unset: the one shipped for it, "
+        "services/matching/calibrations/<model id>-<version>.json); the service refuses to start without one",
+    ),
+    Setting(
+        "RETAILFACE_MATCHING_TARGET_FPIR",
+        parse_unit_float,
+        1e-3,
+        "false positive identification rate per probe that calibrated decisions hold at the gallery's size "
+        "(probes whose quality bin cannot hold it are counted, never identified)",
+    ),
     Setting("RETAILFACE_MATCHING_DIM", parse_positive_int, 128, "embedding dimension of that model"),
     Setting(
         "RETAILFACE_MATCHING_MEMBERS_THRESHOLD",
@@ -124,6 +143,10 @@ def open_store(config: ServiceConfig) -> MatchingStore:
         int(get("RETAILFACE_MATCHING_DIM")),
     )
     try:
+        calibrated = calibration.CalibratedDecision(
+            calibration.load(get("RETAILFACE_MATCHING_CALIBRATION_FILE"), model),
+            float(get("RETAILFACE_MATCHING_TARGET_FPIR")),
+        )
         policies = [
             GalleryPolicy(
                 MEMBERS_GALLERY,
@@ -154,6 +177,7 @@ def open_store(config: ServiceConfig) -> MatchingStore:
                 snapshot_on_close=get("RETAILFACE_MATCHING_SNAPSHOT_ON_STOP"),
             ),
             norm_tolerance=get("RETAILFACE_MATCHING_NORM_TOLERANCE"),
+            calibrated=calibrated,
         )
     except (StartupError, ModelMismatchError, ValueError) as error:
         raise ConfigError(str(error)) from error

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+from retailface.services.matching.calibration import CalibratedDecision
 from retailface.services.matching.crypto import RecordCipher
 from retailface.services.matching.datadir import DataDir
 from retailface.services.matching.errors import InvalidRequestError, UnknownGalleryError
@@ -45,6 +46,7 @@ class MatchingStore:
         index: IndexParams | None = None,
         durability: DurabilityPolicy | None = None,
         norm_tolerance: float = DEFAULT_NORM_TOLERANCE,
+        calibrated: CalibratedDecision | None = None,
     ) -> None:
         if not galleries:
             raise ValueError("configure at least one gallery")
@@ -65,6 +67,7 @@ class MatchingStore:
                     self._durability,
                     norm_tolerance,
                     on_write=self._wake_if_due,
+                    calibrated=calibrated,
                 )
             if key_check_missing:
                 self._data_dir.write_key_check()

@@ -127,6 +127,8 @@ def visit_event_from_proto(message: personalization_pb2.VisitEvent) -> VisitEven
         lane_id=message.lane_id,
         member_id=message.member_id,
         match_score=message.match_score,
+        quality_bin=message.identification.quality_bin,
+        estimated_fpir=message.identification.estimated_fpir if message.HasField("identification") else None,
         track_id=message.track_id,
         dwell_seconds=message.dwell_seconds,
         negative_fraction=emotion.negative_fraction if emotion else None,

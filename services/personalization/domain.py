@@ -139,6 +139,8 @@ class VisitEvent:
     lane_id: str = ""
     member_id: str = ""
     match_score: float = 0.0
+    quality_bin: str = ""  # of the calibrated decision that named the member
+    estimated_fpir: float | None = None  # measured for probes like it (None: not told)
     track_id: str = ""
     dwell_seconds: float = 0.0
     negative_fraction: float | None = None  # None: no emotion summary

@@ -93,6 +93,8 @@ class Visits(Component):
                     camera_id=event.camera_id,
                     event_id=event.event_id,
                     match_score=round(event.match_score, 3),
+                    quality_bin=event.quality_bin,
+                    estimated_fpir=event.estimated_fpir,
                 )
             if watchlisted and self.settings.watchlist_enabled:
                 result.alerts_raised += self._alerts.watchlist(conn, event)

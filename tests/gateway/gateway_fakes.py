@@ -18,7 +18,8 @@ from retailface.v1 import (
     personalization_pb2,
 )
 
-MODEL = common_pb2.ModelInfo(model_id="fake-embedder", version="v3", dim=4)
+# 128-d like SFace: random faces are then nearly orthogonal, as different people are.
+MODEL = common_pb2.ModelInfo(model_id="fake-embedder", version="v3", dim=128)
 REJECTED_BATCH = b"reject-the-batch"  # detection refuses the whole batch when a frame holds these bytes
 
 
@@ -142,15 +143,20 @@ class FakeMatching(_Fake):
         self.searches.append(request)
         self._fail_if_asked()
         response = matching_pb2.SearchResponse()
-        for query in request.queries:
+        for index, query in enumerate(request.queries):
             found = [s for s, vector in self.subjects.items() if np.allclose(vector, query.values, atol=1e-6)]
             if found:
-                response.results.add(
+                result = response.results.add(
                     decision=matching_pb2.DECISION_MATCH,
                     candidates=[matching_pb2.SubjectScore(subject_id=found[0], score=0.8)],
                 )
             else:
-                response.results.add(decision=matching_pb2.DECISION_NO_MATCH)
+                result = response.results.add(decision=matching_pb2.DECISION_NO_MATCH)
+            if request.probe_qualities:  # a calibrated decision says which operating point it used
+                probe = request.probe_qualities[index]
+                result.calibration.quality_bin = f"{probe.inter_eye_px:.0f}px"
+                result.calibration.frames = probe.frames
+                result.calibration.estimated_fpir = 1e-3
         return response
 
     def Enroll(self, request: matching_pb2.EnrollRequest, timeout: float | None = None) -> matching_pb2.EnrollResponse:

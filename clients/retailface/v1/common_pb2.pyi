@@ -351,3 +351,19 @@ class StaffAlert(_message.Message):
     raised_at: _timestamp_pb2.Timestamp
     track_id: str
     def __init__(self, alert_id: _Optional[str] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., store_id: _Optional[str] = ..., zone_id: _Optional[str] = ..., lane_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., member_id: _Optional[str] = ..., display_name: _Optional[str] = ..., message: _Optional[str] = ..., priority: _Optional[float] = ..., requires_confirmation: _Optional[bool] = ..., raised_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., track_id: _Optional[str] = ...) -> None: ...
+
+class Calibration(_message.Message):
+    __slots__ = ("quality_bin", "threshold", "estimated_fpir", "estimated_fnir", "frames", "calibration_id")
+    QUALITY_BIN_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_FPIR_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_FNIR_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    quality_bin: str
+    threshold: float
+    estimated_fpir: float
+    estimated_fnir: float
+    frames: int
+    calibration_id: str
+    def __init__(self, quality_bin: _Optional[str] = ..., threshold: _Optional[float] = ..., estimated_fpir: _Optional[float] = ..., estimated_fnir: _Optional[float] = ..., frames: _Optional[int] = ..., calibration_id: _Optional[str] = ...) -> None: ...

@@ -28,7 +28,7 @@ from retailface.v1 import matching_pb2 as retailface_dot_v1_dot_matching__pb2
 from retailface.v1 import personalization_pb2 as retailface_dot_v1_dot_personalization__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bretailface/v1/gateway.proto\x12\rretailface.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aretailface/v1/common.proto\x1a\x1cretailface/v1/matching.proto\x1a#retailface/v1/personalization.proto\"F\n\nFrameBatch\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x14.retailface.v1.Frame\"r\n\x08Identity\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x17\n\x0f\x61greeing_frames\x18\x04 \x01(\r\x12\x15\n\rwindow_frames\x18\x05 \x01(\r\"\xcc\x01\n\x0bTrackedFace\x12!\n\x04\x66\x61\x63\x65\x18\x01 \x01(\x0b\x32\x13.retailface.v1.Face\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12.\n\x0btrack_state\x18\x03 \x01(\x0e\x32\x19.retailface.v1.TrackState\x12)\n\x08identity\x18\x04 \x01(\x0b\x32\x17.retailface.v1.Identity\x12-\n\nattributes\x18\x05 \x01(\x0b\x32\x19.retailface.v1.Attributes\"\xef\x01\n\nStoreEvent\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.retailface.v1.VisitEventType\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x0f\n\x07zone_id\x18\x04 \x01(\t\x12\x0f\n\x07lane_id\x18\x05 \x01(\t\x12\x15\n\rdwell_seconds\x18\x06 \x01(\x02\x12.\n\x07\x65motion\x18\x07 \x01(\x0b\x32\x1d.retailface.v1.EmotionSummary\x12&\n\x02\x61t\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb4\x02\n\x0b\x46rameResult\x12)\n\x06status\x18\x01 \x01(\x0b\x32\x19.retailface.v1.ItemStatus\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12)\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x1a.retailface.v1.TrackedFace\x12)\n\x06\x65vents\x18\x05 \x03(\x0b\x32\x19.retailface.v1.StoreEvent\x12+\n\roffers_pushed\x18\x06 \x03(\x0b\x32\x14.retailface.v1.Offer\x12\x30\n\ralerts_raised\x18\x07 \x03(\x0b\x32\x19.retailface.v1.StaffAlert\x12 \n\x18identification_available\x18\x08 \x01(\x08\"\xcc\x01\n\x0cStageTimings\x12\x18\n\x10\x64\x65\x63ode_detect_ms\x18\x01 \x01(\x02\x12\x10\n\x08\x65mbed_ms\x18\x02 \x01(\x02\x12\x10\n\x08match_ms\x18\x03 \x01(\x02\x12\x10\n\x08track_ms\x18\x04 \x01(\x02\x12\x16\n\x0epersonalize_ms\x18\x05 \x01(\x02\x12\x10\n\x08total_ms\x18\x06 \x01(\x02\x12\x11\n\tdecode_ms\x18\x07 \x01(\x02\x12\x17\n\x0f\x64\x65tect_model_ms\x18\x08 \x01(\x02\x12\x16\n\x0e\x65mbed_model_ms\x18\t \x01(\x02\"\x99\x01\n\x10\x46rameBatchResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.retailface.v1.FrameResult\x12\x16\n\x0e\x64ropped_frames\x18\x03 \x01(\x04\x12,\n\x07timings\x18\x04 \x01(\x0b\x32\x1b.retailface.v1.StageTimings\"]\n\x13IdentifyOnceRequest\x12#\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x14.retailface.v1.Frame\x12\x10\n\x08store_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\t\"\xa1\x01\n\x14IdentifyOnceResponse\x12)\n\x08identity\x18\x01 \x01(\x0b\x32\x17.retailface.v1.Identity\x12)\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x17.retailface.v1.Decision\x12$\n\x06offers\x18\x03 \x03(\x0b\x32\x14.retailface.v1.Offer\x12\r\n\x05notes\x18\x04 \x03(\t\"[\n\x13\x45nrollMemberRequest\x12%\n\x06member\x18\x01 \x01(\x0b\x32\x15.retailface.v1.Member\x12\x0e\n\x06photos\x18\x02 \x03(\x0c\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"\x89\x01\n\x0bPhotoResult\x12\r\n\x05index\x18\x01 \x01(\r\x12)\n\x06status\x18\x02 \x01(\x0b\x32\x19.retailface.v1.ItemStatus\x12+\n\x07quality\x18\x03 \x01(\x0b\x32\x1a.retailface.v1.FaceQuality\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\"n\n\x14\x45nrollMemberResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x17\n\x0ftemplates_added\x18\x02 \x01(\r\x12*\n\x06photos\x18\x03 \x03(\x0b\x32\x1a.retailface.v1.PhotoResult\"F\n\x12\x45raseMemberRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xaf\x01\n\x13\x45raseMemberResponse\x12\x19\n\x11templates_removed\x18\x01 \x01(\r\x12I\n\x0crows_removed\x18\x02 \x03(\x0b\x32\x33.retailface.v1.EraseMemberResponse.RowsRemovedEntry\x1a\x32\n\x10RowsRemovedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01*u\n\nTrackState\x12\x1b\n\x17TRACK_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15TRACK_STATE_TENTATIVE\x10\x01\x12\x19\n\x15TRACK_STATE_CONFIRMED\x10\x02\x12\x14\n\x10TRACK_STATE_LOST\x10\x03\x32\x9a\x06\n\x0eGatewayService\x12K\n\rProcessFrames\x12\x19.retailface.v1.FrameBatch\x1a\x1f.retailface.v1.FrameBatchResult\x12N\n\x0cStreamFrames\x12\x19.retailface.v1.FrameBatch\x1a\x1f.retailface.v1.FrameBatchResult(\x01\x30\x01\x12W\n\x0cIdentifyOnce\x12\".retailface.v1.IdentifyOnceRequest\x1a#.retailface.v1.IdentifyOnceResponse\x12W\n\x0c\x45nrollMember\x12\".retailface.v1.EnrollMemberRequest\x1a#.retailface.v1.EnrollMemberResponse\x12T\n\x0b\x45raseMember\x12!.retailface.v1.EraseMemberRequest\x1a\".retailface.v1.EraseMemberResponse\x12Z\n\rListGalleries\x12#.retailface.v1.ListGalleriesRequest\x1a$.retailface.v1.ListGalleriesResponse\x12`\n\x11GetCheckoutOffers\x12$.retailface.v1.CheckoutOffersRequest\x1a%.retailface.v1.CheckoutOffersResponse\x12P\n\x0eRecordPurchase\x12\x17.retailface.v1.Purchase\x1a%.retailface.v1.RecordPurchaseResponse\x12S\n\x11StreamStaffAlerts\x12!.retailface.v1.StaffAlertsRequest\x1a\x19.retailface.v1.StaffAlert0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bretailface/v1/gateway.proto\x12\rretailface.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aretailface/v1/common.proto\x1a\x1cretailface/v1/matching.proto\x1a#retailface/v1/personalization.proto\"F\n\nFrameBatch\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x14.retailface.v1.Frame\"\xb9\x01\n\x08Identity\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x17\n\x0f\x61greeing_frames\x18\x04 \x01(\r\x12\x15\n\rwindow_frames\x18\x05 \x01(\r\x12/\n\x0b\x63\x61libration\x18\x06 \x01(\x0b\x32\x1a.retailface.v1.Calibration\x12\x14\n\x0c\x66used_frames\x18\x07 \x01(\r\"\xcc\x01\n\x0bTrackedFace\x12!\n\x04\x66\x61\x63\x65\x18\x01 \x01(\x0b\x32\x13.retailface.v1.Face\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12.\n\x0btrack_state\x18\x03 \x01(\x0e\x32\x19.retailface.v1.TrackState\x12)\n\x08identity\x18\x04 \x01(\x0b\x32\x17.retailface.v1.Identity\x12-\n\nattributes\x18\x05 \x01(\x0b\x32\x19.retailface.v1.Attributes\"\xef\x01\n\nStoreEvent\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.retailface.v1.VisitEventType\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x0f\n\x07zone_id\x18\x04 \x01(\t\x12\x0f\n\x07lane_id\x18\x05 \x01(\t\x12\x15\n\rdwell_seconds\x18\x06 \x01(\x02\x12.\n\x07\x65motion\x18\x07 \x01(\x0b\x32\x1d.retailface.v1.EmotionSummary\x12&\n\x02\x61t\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb4\x02\n\x0b\x46rameResult\x12)\n\x06status\x18\x01 \x01(\x0b\x32\x19.retailface.v1.ItemStatus\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12)\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x1a.retailface.v1.TrackedFace\x12)\n\x06\x65vents\x18\x05 \x03(\x0b\x32\x19.retailface.v1.StoreEvent\x12+\n\roffers_pushed\x18\x06 \x03(\x0b\x32\x14.retailface.v1.Offer\x12\x30\n\ralerts_raised\x18\x07 \x03(\x0b\x32\x19.retailface.v1.StaffAlert\x12 \n\x18identification_available\x18\x08 \x01(\x08\"\xcc\x01\n\x0cStageTimings\x12\x18\n\x10\x64\x65\x63ode_detect_ms\x18\x01 \x01(\x02\x12\x10\n\x08\x65mbed_ms\x18\x02 \x01(\x02\x12\x10\n\x08match_ms\x18\x03 \x01(\x02\x12\x10\n\x08track_ms\x18\x04 \x01(\x02\x12\x16\n\x0epersonalize_ms\x18\x05 \x01(\x02\x12\x10\n\x08total_ms\x18\x06 \x01(\x02\x12\x11\n\tdecode_ms\x18\x07 \x01(\x02\x12\x17\n\x0f\x64\x65tect_model_ms\x18\x08 \x01(\x02\x12\x16\n\x0e\x65mbed_model_ms\x18\t \x01(\x02\"\x99\x01\n\x10\x46rameBatchResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.retailface.v1.FrameResult\x12\x16\n\x0e\x64ropped_frames\x18\x03 \x01(\x04\x12,\n\x07timings\x18\x04 \x01(\x0b\x32\x1b.retailface.v1.StageTimings\"]\n\x13IdentifyOnceRequest\x12#\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x14.retailface.v1.Frame\x12\x10\n\x08store_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\t\"\xa1\x01\n\x14IdentifyOnceResponse\x12)\n\x08identity\x18\x01 \x01(\x0b\x32\x17.retailface.v1.Identity\x12)\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x17.retailface.v1.Decision\x12$\n\x06offers\x18\x03 \x03(\x0b\x32\x14.retailface.v1.Offer\x12\r\n\x05notes\x18\x04 \x03(\t\"[\n\x13\x45nrollMemberRequest\x12%\n\x06member\x18\x01 \x01(\x0b\x32\x15.retailface.v1.Member\x12\x0e\n\x06photos\x18\x02 \x03(\x0c\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"\x89\x01\n\x0bPhotoResult\x12\r\n\x05index\x18\x01 \x01(\r\x12)\n\x06status\x18\x02 \x01(\x0b\x32\x19.retailface.v1.ItemStatus\x12+\n\x07quality\x18\x03 \x01(\x0b\x32\x1a.retailface.v1.FaceQuality\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\"n\n\x14\x45nrollMemberResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x17\n\x0ftemplates_added\x18\x02 \x01(\r\x12*\n\x06photos\x18\x03 \x03(\x0b\x32\x1a.retailface.v1.PhotoResult\"F\n\x12\x45raseMemberRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xaf\x01\n\x13\x45raseMemberResponse\x12\x19\n\x11templates_removed\x18\x01 \x01(\r\x12I\n\x0crows_removed\x18\x02 \x03(\x0b\x32\x33.retailface.v1.EraseMemberResponse.RowsRemovedEntry\x1a\x32\n\x10RowsRemovedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01*u\n\nTrackState\x12\x1b\n\x17TRACK_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15TRACK_STATE_TENTATIVE\x10\x01\x12\x19\n\x15TRACK_STATE_CONFIRMED\x10\x02\x12\x14\n\x10TRACK_STATE_LOST\x10\x03\x32\x9a\x06\n\x0eGatewayService\x12K\n\rProcessFrames\x12\x19.retailface.v1.FrameBatch\x1a\x1f.retailface.v1.FrameBatchResult\x12N\n\x0cStreamFrames\x12\x19.retailface.v1.FrameBatch\x1a\x1f.retailface.v1.FrameBatchResult(\x01\x30\x01\x12W\n\x0cIdentifyOnce\x12\".retailface.v1.IdentifyOnceRequest\x1a#.retailface.v1.IdentifyOnceResponse\x12W\n\x0c\x45nrollMember\x12\".retailface.v1.EnrollMemberRequest\x1a#.retailface.v1.EnrollMemberResponse\x12T\n\x0b\x45raseMember\x12!.retailface.v1.EraseMemberRequest\x1a\".retailface.v1.EraseMemberResponse\x12Z\n\rListGalleries\x12#.retailface.v1.ListGalleriesRequest\x1a$.retailface.v1.ListGalleriesResponse\x12`\n\x11GetCheckoutOffers\x12$.retailface.v1.CheckoutOffersRequest\x1a%.retailface.v1.CheckoutOffersResponse\x12P\n\x0eRecordPurchase\x12\x17.retailface.v1.Purchase\x1a%.retailface.v1.RecordPurchaseResponse\x12S\n\x11StreamStaffAlerts\x12!.retailface.v1.StaffAlertsRequest\x1a\x19.retailface.v1.StaffAlert0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,38 +37,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERASEMEMBERRESPONSE_ROWSREMOVEDENTRY']._loaded_options = None
   _globals['_ERASEMEMBERRESPONSE_ROWSREMOVEDENTRY']._serialized_options = b'8\001'
-  _globals['_TRACKSTATE']._serialized_start=2339
-  _globals['_TRACKSTATE']._serialized_end=2456
+  _globals['_TRACKSTATE']._serialized_start=2411
+  _globals['_TRACKSTATE']._serialized_end=2528
   _globals['_FRAMEBATCH']._serialized_start=174
   _globals['_FRAMEBATCH']._serialized_end=244
-  _globals['_IDENTITY']._serialized_start=246
-  _globals['_IDENTITY']._serialized_end=360
-  _globals['_TRACKEDFACE']._serialized_start=363
-  _globals['_TRACKEDFACE']._serialized_end=567
-  _globals['_STOREEVENT']._serialized_start=570
-  _globals['_STOREEVENT']._serialized_end=809
-  _globals['_FRAMERESULT']._serialized_start=812
-  _globals['_FRAMERESULT']._serialized_end=1120
-  _globals['_STAGETIMINGS']._serialized_start=1123
-  _globals['_STAGETIMINGS']._serialized_end=1327
-  _globals['_FRAMEBATCHRESULT']._serialized_start=1330
-  _globals['_FRAMEBATCHRESULT']._serialized_end=1483
-  _globals['_IDENTIFYONCEREQUEST']._serialized_start=1485
-  _globals['_IDENTIFYONCEREQUEST']._serialized_end=1578
-  _globals['_IDENTIFYONCERESPONSE']._serialized_start=1581
-  _globals['_IDENTIFYONCERESPONSE']._serialized_end=1742
-  _globals['_ENROLLMEMBERREQUEST']._serialized_start=1744
-  _globals['_ENROLLMEMBERREQUEST']._serialized_end=1835
-  _globals['_PHOTORESULT']._serialized_start=1838
-  _globals['_PHOTORESULT']._serialized_end=1975
-  _globals['_ENROLLMEMBERRESPONSE']._serialized_start=1977
-  _globals['_ENROLLMEMBERRESPONSE']._serialized_end=2087
-  _globals['_ERASEMEMBERREQUEST']._serialized_start=2089
-  _globals['_ERASEMEMBERREQUEST']._serialized_end=2159
-  _globals['_ERASEMEMBERRESPONSE']._serialized_start=2162
-  _globals['_ERASEMEMBERRESPONSE']._serialized_end=2337
-  _globals['_ERASEMEMBERRESPONSE_ROWSREMOVEDENTRY']._serialized_start=2287
-  _globals['_ERASEMEMBERRESPONSE_ROWSREMOVEDENTRY']._serialized_end=2337
-  _globals['_GATEWAYSERVICE']._serialized_start=2459
-  _globals['_GATEWAYSERVICE']._serialized_end=3253
+  _globals['_IDENTITY']._serialized_start=247
+  _globals['_IDENTITY']._serialized_end=432
+  _globals['_TRACKEDFACE']._serialized_start=435
+  _globals['_TRACKEDFACE']._serialized_end=639
+  _globals['_STOREEVENT']._serialized_start=642
+  _globals['_STOREEVENT']._serialized_end=881
+  _globals['_FRAMERESULT']._serialized_start=884
+  _globals['_FRAMERESULT']._serialized_end=1192
+  _globals['_STAGETIMINGS']._serialized_start=1195
+  _globals['_STAGETIMINGS']._serialized_end=1399
+  _globals['_FRAMEBATCHRESULT']._serialized_start=1402
+  _globals['_FRAMEBATCHRESULT']._serialized_end=1555
+  _globals['_IDENTIFYONCEREQUEST']._serialized_start=1557
+  _globals['_IDENTIFYONCEREQUEST']._serialized_end=1650
+  _globals['_IDENTIFYONCERESPONSE']._serialized_start=1653
+  _globals['_IDENTIFYONCERESPONSE']._serialized_end=1814
+  _globals['_ENROLLMEMBERREQUEST']._serialized_start=1816
+  _globals['_ENROLLMEMBERREQUEST']._serialized_end=1907
+  _globals['_PHOTORESULT']._serialized_start=1910
+  _globals['_PHOTORESULT']._serialized_end=2047
+  _globals['_ENROLLMEMBERRESPONSE']._serialized_start=2049
+  _globals['_ENROLLMEMBERRESPONSE']._serialized_end=2159
+  _globals['_ERASEMEMBERREQUEST']._serialized_start=2161
+  _globals['_ERASEMEMBERREQUEST']._serialized_end=2231
+  _globals['_ERASEMEMBERRESPONSE']._serialized_start=2234
+  _globals['_ERASEMEMBERRESPONSE']._serialized_end=2409
+  _globals['_ERASEMEMBERRESPONSE_ROWSREMOVEDENTRY']._serialized_start=2359
+  _globals['_ERASEMEMBERRESPONSE_ROWSREMOVEDENTRY']._serialized_end=2409
+  _globals['_GATEWAYSERVICE']._serialized_start=2531
+  _globals['_GATEWAYSERVICE']._serialized_end=3325
 # @@protoc_insertion_point(module_scope)

@@ -33,18 +33,22 @@ class FrameBatch(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[_common_pb2.Frame, _Mapping]]] = ...) -> None: ...
 
 class Identity(_message.Message):
-    __slots__ = ("member_id", "display_name", "score", "agreeing_frames", "window_frames")
+    __slots__ = ("member_id", "display_name", "score", "agreeing_frames", "window_frames", "calibration", "fused_frames")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     AGREEING_FRAMES_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    FUSED_FRAMES_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     display_name: str
     score: float
     agreeing_frames: int
     window_frames: int
-    def __init__(self, member_id: _Optional[str] = ..., display_name: _Optional[str] = ..., score: _Optional[float] = ..., agreeing_frames: _Optional[int] = ..., window_frames: _Optional[int] = ...) -> None: ...
+    calibration: _common_pb2.Calibration
+    fused_frames: int
+    def __init__(self, member_id: _Optional[str] = ..., display_name: _Optional[str] = ..., score: _Optional[float] = ..., agreeing_frames: _Optional[int] = ..., window_frames: _Optional[int] = ..., calibration: _Optional[_Union[_common_pb2.Calibration, _Mapping]] = ..., fused_frames: _Optional[int] = ...) -> None: ...
 
 class TrackedFace(_message.Message):
     __slots__ = ("face", "track_id", "track_state", "identity", "attributes")

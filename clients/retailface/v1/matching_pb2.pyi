@@ -28,20 +28,30 @@ class SubjectFilter(_message.Message):
     def __init__(self, subject_ids: _Optional[_Iterable[str]] = ..., required_tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("gallery", "queries", "top_k", "filter", "threshold", "margin")
+    __slots__ = ("gallery", "queries", "top_k", "filter", "threshold", "margin", "probe_qualities")
     GALLERY_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MARGIN_FIELD_NUMBER: _ClassVar[int]
+    PROBE_QUALITIES_FIELD_NUMBER: _ClassVar[int]
     gallery: str
     queries: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
     top_k: int
     filter: SubjectFilter
     threshold: float
     margin: float
-    def __init__(self, gallery: _Optional[str] = ..., queries: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[SubjectFilter, _Mapping]] = ..., threshold: _Optional[float] = ..., margin: _Optional[float] = ...) -> None: ...
+    probe_qualities: _containers.RepeatedCompositeFieldContainer[ProbeQuality]
+    def __init__(self, gallery: _Optional[str] = ..., queries: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[SubjectFilter, _Mapping]] = ..., threshold: _Optional[float] = ..., margin: _Optional[float] = ..., probe_qualities: _Optional[_Iterable[_Union[ProbeQuality, _Mapping]]] = ...) -> None: ...
+
+class ProbeQuality(_message.Message):
+    __slots__ = ("inter_eye_px", "frames")
+    INTER_EYE_PX_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    inter_eye_px: float
+    frames: int
+    def __init__(self, inter_eye_px: _Optional[float] = ..., frames: _Optional[int] = ...) -> None: ...
 
 class SubjectScore(_message.Message):
     __slots__ = ("subject_id", "score", "template_id")
@@ -54,14 +64,16 @@ class SubjectScore(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ..., score: _Optional[float] = ..., template_id: _Optional[str] = ...) -> None: ...
 
 class QueryResult(_message.Message):
-    __slots__ = ("status", "decision", "candidates")
+    __slots__ = ("status", "decision", "candidates", "calibration")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     status: _common_pb2.ItemStatus
     decision: Decision
     candidates: _containers.RepeatedCompositeFieldContainer[SubjectScore]
-    def __init__(self, status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., decision: _Optional[_Union[Decision, str]] = ..., candidates: _Optional[_Iterable[_Union[SubjectScore, _Mapping]]] = ...) -> None: ...
+    calibration: _common_pb2.Calibration
+    def __init__(self, status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., decision: _Optional[_Union[Decision, str]] = ..., candidates: _Optional[_Iterable[_Union[SubjectScore, _Mapping]]] = ..., calibration: _Optional[_Union[_common_pb2.Calibration, _Mapping]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("results", "threshold", "margin", "plan")

@@ -63,7 +63,7 @@ class EmotionSummary(_message.Message):
     def __init__(self, dominant: _Optional[_Union[_common_pb2.Emotion, str]] = ..., negative_fraction: _Optional[float] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class VisitEvent(_message.Message):
-    __slots__ = ("event_id", "type", "store_id", "camera_id", "zone_id", "lane_id", "member_id", "match_score", "track_id", "at", "dwell_seconds", "attributes", "emotion")
+    __slots__ = ("event_id", "type", "store_id", "camera_id", "zone_id", "lane_id", "member_id", "match_score", "track_id", "at", "dwell_seconds", "attributes", "emotion", "identification")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,7 @@ class VisitEvent(_message.Message):
     DWELL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     EMOTION_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFICATION_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     type: VisitEventType
     store_id: str
@@ -90,7 +91,8 @@ class VisitEvent(_message.Message):
     dwell_seconds: float
     attributes: _common_pb2.Attributes
     emotion: EmotionSummary
-    def __init__(self, event_id: _Optional[str] = ..., type: _Optional[_Union[VisitEventType, str]] = ..., store_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., zone_id: _Optional[str] = ..., lane_id: _Optional[str] = ..., member_id: _Optional[str] = ..., match_score: _Optional[float] = ..., track_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dwell_seconds: _Optional[float] = ..., attributes: _Optional[_Union[_common_pb2.Attributes, _Mapping]] = ..., emotion: _Optional[_Union[EmotionSummary, _Mapping]] = ...) -> None: ...
+    identification: _common_pb2.Calibration
+    def __init__(self, event_id: _Optional[str] = ..., type: _Optional[_Union[VisitEventType, str]] = ..., store_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., zone_id: _Optional[str] = ..., lane_id: _Optional[str] = ..., member_id: _Optional[str] = ..., match_score: _Optional[float] = ..., track_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dwell_seconds: _Optional[float] = ..., attributes: _Optional[_Union[_common_pb2.Attributes, _Mapping]] = ..., emotion: _Optional[_Union[EmotionSummary, _Mapping]] = ..., identification: _Optional[_Union[_common_pb2.Calibration, _Mapping]] = ...) -> None: ...
 
 class VisitEventResult(_message.Message):
     __slots__ = ("duplicate", "offers_pushed", "alerts_raised", "notes")
