@@ -24,6 +24,7 @@ from retailface.services.detection.yunet import check_input_side
 from retailface.services.shared.config import (
     ServiceConfig,
     Setting,
+    number_in,
     parse_positive_float,
     parse_positive_int,
     parse_thread_count,
@@ -43,18 +44,8 @@ def parse_input_side(raw: str) -> int:
     return check_input_side(int(raw))
 
 
-def parse_angle(raw: str) -> float:
-    value = float(raw)
-    if not 0.0 < value <= 90.0:
-        raise ValueError(f"expected degrees in (0, 90], got {raw}")
-    return value
-
-
-def parse_luma(raw: str) -> float:
-    value = float(raw)
-    if not 0.0 <= value <= 255.0:
-        raise ValueError(f"expected a mean luma in [0, 255], got {raw}")
-    return value
+parse_angle = number_in(0.0, 90.0, "degrees in (0, 90]", "angle", low_open=True)
+parse_luma = number_in(0.0, 255.0, "a mean luma in [0, 255]", "luma")
 
 
 _GATES = QualityGates()

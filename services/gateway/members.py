@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import grpc
 import structlog
 
-from retailface.v1 import gateway_pb2, personalization_pb2, personalization_pb2_grpc
+from retailface.v1 import common_pb2, gateway_pb2, personalization_pb2, personalization_pb2_grpc
 
 log = structlog.get_logger(__name__)
+audit = structlog.get_logger("audit")
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,46 @@ class MemberView:
         recognition = member.recognition
         return cls(member.member_id, recognition.may_identify, recognition.may_greet, recognition.greeting_name)
 
-    def identity(self, score: float, agreeing_frames: int, window_frames: int) -> gateway_pb2.Identity:
-        """The identity a client sees; it carries a name only for members who may be greeted."""
+    def identity(
+        self,
+        score: float,
+        agreeing_frames: int,
+        window_frames: int,
+        calibration: common_pb2.Calibration | None = None,
+        fused_frames: int = 1,
+    ) -> gateway_pb2.Identity:
+        """The identity a client sees; it carries a name only for members who may be greeted, and the
+        measured error rates of the decision that named the member."""
         identity = gateway_pb2.Identity(
-            member_id=self.member_id, score=score, agreeing_frames=agreeing_frames, window_frames=window_frames
+            member_id=self.member_id,
+            score=score,
+            agreeing_frames=agreeing_frames,
+            window_frames=window_frames,
+            fused_frames=fused_frames,
         )
+        if calibration is not None:
+            identity.calibration.CopyFrom(calibration)
         if self.may_greet:
             identity.display_name = self.greeting_name
         return identity
+
+
+def audit_identified(identity: gateway_pb2.Identity, **where: object) -> None:
+    """The audit record of one identification: who, how sure, at which measured error rates, and where."""
+    calibration = identity.calibration
+    audit.info(
+        "identified",
+        member_id=identity.member_id,
+        score=round(identity.score, 4),
+        agreeing_frames=identity.agreeing_frames,
+        fused_frames=identity.fused_frames,
+        quality_bin=calibration.quality_bin,
+        threshold=round(calibration.threshold, 4),
+        estimated_fpir=calibration.estimated_fpir,
+        estimated_fnir=calibration.estimated_fnir,
+        calibration_id=calibration.calibration_id,
+        **where,
+    )
 
 
 class MemberCache:

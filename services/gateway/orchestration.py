@@ -13,7 +13,7 @@ import structlog
 
 from retailface.services.gateway.backends import Backends
 from retailface.services.gateway.enrollment import DEFAULT_POLICY, EnrollmentPolicy, decide
-from retailface.services.gateway.members import MemberCache
+from retailface.services.gateway.members import MemberCache, audit_identified
 from retailface.services.shared.errors import FailedPrecondition, InvalidArgument, calling
 from retailface.services.shared.galleries import MEMBERS_GALLERY
 from retailface.v1 import (
@@ -76,19 +76,9 @@ class MemberOperations:
             response.notes.append("no active consent for face identification")
             return response
         context = request.context or DEFAULT_IDENTIFY_CONTEXT
-        audit.info(
-            "identified",
-            member_id=member.member_id,
-            context=context,
-            store_id=request.store_id,
-            score=round(candidate.score, 4),
-            method="IdentifyOnce",
-            quality_bin=found.calibration.quality_bin,
-            estimated_fpir=found.calibration.estimated_fpir,
-        )
-        response.identity.CopyFrom(member.identity(candidate.score, agreeing_frames=1, window_frames=1))
-        response.identity.calibration.CopyFrom(found.calibration)
-        response.identity.fused_frames = 1
+        identity = member.identity(candidate.score, 1, 1, found.calibration)
+        audit_identified(identity, context=context, store_id=request.store_id, method="IdentifyOnce")
+        response.identity.CopyFrom(identity)
         try:
             offers = self.backends.personalization.GetOffers(
                 personalization_pb2.GetOffersRequest(

@@ -25,7 +25,7 @@ from retailface.services.gateway.backends import DEGRADED_CODES, Backends
 from retailface.services.gateway.batching import Batcher
 from retailface.services.gateway.cameras import CameraInfo, camera_of
 from retailface.services.gateway.events import VisitEvents, store_event
-from retailface.services.gateway.members import MemberCache, MemberView
+from retailface.services.gateway.members import MemberCache, MemberView, audit_identified
 from retailface.services.gateway.relay import EventRelay
 from retailface.services.gateway.tracker import (
     CameraTracker,
@@ -42,7 +42,6 @@ from retailface.services.shared.metrics import stage_timer
 from retailface.v1 import common_pb2, detection_pb2, embedding_pb2, gateway_pb2, matching_pb2, personalization_pb2
 
 log = structlog.get_logger(__name__)
-audit = structlog.get_logger("audit")
 
 
 @dataclass
@@ -335,21 +334,11 @@ class FramePipeline:
             track = face.track
             assert track is not None
             member = self._identifiable(track)
-            frame.result.faces.append(self._tracked_face(face.face, track, member))
+            tracked = self._tracked_face(face.face, track, member)
+            frame.result.faces.append(tracked)
             if member is not None and track.newly_identified:
-                calibration = track.identity_calibration
-                audit.info(
-                    "identified",
-                    member_id=member.member_id,
-                    camera_id=camera.camera_id,
-                    store_id=camera.store_id,
-                    track_id=track.track_id,
-                    score=round(track.identity_score, 4),
-                    agreeing_frames=track.identity_agreeing,
-                    fused_frames=track.identity_fused_frames,
-                    quality_bin=getattr(calibration, "quality_bin", None),
-                    estimated_fpir=getattr(calibration, "estimated_fpir", None),
-                )
+                where = {"camera_id": camera.camera_id, "store_id": camera.store_id, "track_id": track.track_id}
+                audit_identified(tracked.identity, **where)
                 events += self.events.identified(camera, track, member, now)
         for track in frame.update.ended:
             events += self.events.ended(camera, track, self._identifiable(track), now)
@@ -371,11 +360,15 @@ class FramePipeline:
             tracked.attributes.CopyFrom(track.last_attributes)
         if member is not None:
             window = self.config.tracker.identity_n
-            identity = member.identity(track.identity_score, track.identity_agreeing, window)
-            if track.identity_calibration is not None:
-                identity.calibration.CopyFrom(track.identity_calibration)
-            identity.fused_frames = track.identity_fused_frames
-            tracked.identity.CopyFrom(identity)
+            tracked.identity.CopyFrom(
+                member.identity(
+                    track.identity_score,
+                    track.identity_agreeing,
+                    window,
+                    track.identity_calibration,  # type: ignore[arg-type]  # common_pb2.Calibration from the vote
+                    track.identity_fused_frames,
+                )
+            )
         return tracked
 
     def _emit(self, events: list[personalization_pb2.VisitEvent], result: gateway_pb2.FrameResult) -> float:

@@ -13,6 +13,7 @@ from pathlib import Path
 from retailface.services.shared.config import (
     ServiceConfig,
     Setting,
+    number_in,
     parse_bool,
     parse_non_negative_float,
     parse_path,
@@ -24,11 +25,7 @@ from retailface.services.shared.config import (
 P = "RETAILFACE_PERSONALIZATION_"
 
 
-def parse_percent(raw: str) -> float:
-    value = float(raw)
-    if not 0 <= value <= 90:
-        raise ValueError(f"expected a discount percent in [0, 90], got {raw}")
-    return value
+parse_percent = number_in(0.0, 90.0, "a discount percent in [0, 90]", "percent")
 
 
 SETTINGS: list[Setting] = [

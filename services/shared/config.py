@@ -10,6 +10,7 @@ A flag overrides its environment variable: RETAILFACE_PORT=50051 is the same as 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,25 +58,23 @@ def parse_positive_int(raw: str) -> int:
     return value
 
 
-def parse_positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0:
-        raise ValueError(f"expected a positive number, got {raw}")
-    return value
+def number_in(low: float, high: float, what: str, type_name: str, *, low_open: bool = False) -> Callable[[str], float]:
+    """A parser of a float within [low, high] ((low, high] with `low_open`); `what` names it in the error."""
+
+    def parse(raw: str) -> float:
+        value = float(raw)
+        above_low = value > low if low_open else value >= low
+        if not (above_low and value <= high):
+            raise ValueError(f"expected {what}, got {raw}")
+        return value
+
+    parse.type_name = type_name  # type: ignore[attr-defined]  # the docs' name for the setting's type
+    return parse
 
 
-def parse_unit_float(raw: str) -> float:
-    value = float(raw)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"expected a number in [0, 1], got {raw}")
-    return value
-
-
-def parse_non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0:
-        raise ValueError(f"expected a number >= 0, got {raw}")
-    return value
+parse_positive_float = number_in(0.0, math.inf, "a positive number", "number > 0", low_open=True)
+parse_unit_float = number_in(0.0, 1.0, "a number in [0, 1]", "number in [0, 1]")
+parse_non_negative_float = number_in(0.0, math.inf, "a number >= 0", "number >= 0")
 
 
 def parse_thread_count(raw: str) -> int:
@@ -96,9 +95,6 @@ _TYPE_NAMES: dict[Callable[[str], Any], str] = {
     parse_bool: "bool",
     parse_port: "port",
     parse_positive_int: "integer > 0",
-    parse_positive_float: "number > 0",
-    parse_unit_float: "number in [0, 1]",
-    parse_non_negative_float: "number >= 0",
     parse_thread_count: "thread count",
     parse_path: "path",
 }
@@ -130,6 +126,8 @@ class Setting:
             return " | ".join(self.choices)
         if self.parse in _TYPE_NAMES:
             return _TYPE_NAMES[self.parse]
+        if hasattr(self.parse, "type_name"):
+            return str(self.parse.type_name)
         return getattr(self.parse, "__name__", "value").removeprefix("parse_").replace("_", " ")
 
     def convert(self, raw: str, origin: str) -> Any:
