@@ -135,3 +135,18 @@ def test_service_without_its_model_says_which_file_and_how_to_fetch_it(service: 
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert str(tmp_path / "no-models") in last and "is missing" in last and "make models" in last, last
+
+
+def test_matching_refuses_to_start_without_a_calibration_for_its_model(tmp_path: Path) -> None:
+    from retailface.devtools.localstack import Runtime, free_port, service_environment
+
+    runtime = Runtime(tmp_path / "runtime")
+    runtime.prepare()
+    env = service_environment("matching", runtime, {"matching": free_port(), "matching-metrics": free_port()})
+    env |= {"RETAILFACE_MATCHING_MODEL_VERSION": "2099jan", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "retailface.services.matching"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "no calibration for sface/2099jan" in last and "run `make calibrate`" in last, last
