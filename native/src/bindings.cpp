@@ -30,6 +30,7 @@ void for_each_param(Params& params, Visit&& visit) {
   visit("min_candidates", params.min_candidates);
   visit("candidate_divisor", params.candidate_divisor);
   visit("filtered_scan_share", params.filtered_scan_share);
+  visit("hnsw_graph", params.hnsw_graph);
 }
 
 py::dict to_dict(const GalleryParams& params) {
@@ -208,12 +209,32 @@ PYBIND11_MODULE(_matcher, m) {
            })
       .def("set_threads", &Gallery::set_threads, py::arg("threads"))
       .def("set_ef", &Gallery::set_ef, py::arg("ef"))
-      .def("set_graph_for_global", &Gallery::set_graph_for_global, py::arg("graph"))
+      .def(
+          "set_graph_for_global",
+          [](Gallery& self, bool graph) {
+            py::gil_scoped_release release;  // may build the graph: minutes at a million templates
+            self.set_graph_for_global(graph);
+          },
+          py::arg("graph"))
       .def("set_candidates", &Gallery::set_candidates, py::arg("min_candidates"), py::arg("candidate_divisor"))
       .def("set_filtered_scan_share", &Gallery::set_filtered_scan_share, py::arg("share"))
       .def_property_readonly("size", &Gallery::size)
       .def_property_readonly("subject_count", &Gallery::subject_count)
       .def_property_readonly("memory_bytes", &Gallery::memory_bytes)
+      // Bytes per part (vectors, graph, codes, ids, filters); memory_bytes is their sum.
+      .def_property_readonly("memory_parts",
+                             [](const Gallery& self) {
+                               retailface::MemoryParts parts = self.memory();
+                               py::dict dict;
+                               dict["vectors"] = parts.vectors;
+                               dict["graph"] = parts.graph;
+                               dict["codes"] = parts.codes;
+                               dict["ids"] = parts.ids;
+                               dict["filters"] = parts.filters;
+                               return dict;
+                             })
+      // Seconds the last graph built on demand (set_graph_for_global on a graph-less gallery) took; 0 if none.
+      .def_property_readonly("graph_build_seconds", &Gallery::graph_build_seconds)
       .def_property_readonly("dim", &Gallery::dim)
       .def_property_readonly("params", [](const Gallery& self) { return to_dict(self.params()); });
 }

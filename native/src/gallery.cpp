@@ -1,6 +1,7 @@
 #include "retailface/gallery.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <stdexcept>
 
@@ -20,6 +21,7 @@ GalleryParams normalized(GalleryParams params) {
   params.threads = std::max<size_t>(params.threads, 1);
   params.candidate_divisor = std::max<size_t>(params.candidate_divisor, 1);
   params.filtered_scan_share = std::max<size_t>(params.filtered_scan_share, 1);
+  params.hnsw_graph = params.hnsw_graph || params.graph_for_global;  // the graph plans need one from the start
   return params;
 }
 
@@ -30,7 +32,7 @@ Gallery::Gallery(const GalleryParams& params) : params_(normalized(params)), slo
 void Gallery::add(const int64_t* template_ids, const int64_t* subject_ids, const float* vectors, size_t n) {
   std::unique_lock lock(mutex_);
   ++version_;
-  // Book-keeping first, serially; then codes and graph inserts for the new slots on every thread.
+  // Book-keeping first, serially; then codes and vectors (graph inserts) for the new slots on every thread.
   auto inserted = slots_.assign(template_ids, subject_ids, n);
   parallel_for(params_.threads, inserted.size(), [&](size_t i) {
     auto [slot, row] = inserted[i];
@@ -138,9 +140,16 @@ size_t Gallery::subject_count() const {
   return slots_.subject_count();
 }
 
-size_t Gallery::memory_bytes() const {
+MemoryParts Gallery::memory() const {
   std::shared_lock lock(mutex_);
-  return slots_.memory_bytes() + filters_.bytes();
+  MemoryParts parts = slots_.memory();
+  parts.filters = filters_.bytes();
+  return parts;
+}
+
+double Gallery::graph_build_seconds() const {
+  std::shared_lock lock(mutex_);
+  return graph_build_seconds_;
 }
 
 GalleryParams Gallery::params() const {
@@ -174,7 +183,29 @@ void Gallery::set_filtered_scan_share(size_t share) {
   ++version_;  // a cached filter's plan depends on it
 }
 
+void Gallery::ensure_graph() {
+  for (;;) {
+    uint64_t seen;
+    Slots::Graph graph;
+    auto start = std::chrono::steady_clock::now();
+    {
+      std::shared_lock lock(mutex_);
+      if (slots_.has_graph()) return;
+      seen = version_;
+      graph = slots_.build_graph(params_);
+    }
+    std::unique_lock lock(mutex_);
+    if (slots_.has_graph()) return;  // another caller installed one meanwhile
+    if (version_ != seen) continue;  // the gallery changed during the build: build again from what it holds now
+    slots_.install_graph(std::move(graph));
+    params_.hnsw_graph = true;
+    graph_build_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return;
+  }
+}
+
 void Gallery::set_graph_for_global(bool graph) {
+  if (graph) ensure_graph();  // a graph, once there, stays: nothing below can remove it
   std::unique_lock lock(mutex_);
   params_.graph_for_global = graph;
   ++version_;  // so does a cached filter's plan

@@ -7,6 +7,8 @@
 #include <random>
 #include <stdexcept>
 
+#include "retailface/parallel.hpp"
+
 namespace retailface {
 
 namespace {
@@ -26,11 +28,13 @@ class SubjectFilter : public hnswlib::BaseFilterFunctor {
 }  // namespace
 
 Slots::Slots(const GalleryParams& params) : dim_(params.dim), capacity_(params.capacity), space_(params.dim) {
-  index_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(&space_, capacity_, params.M, params.ef_construction,
-                                                              100, false);
-  index_->setEf(params.ef_search);
+  if (params.hnsw_graph) {
+    index_ = new_index(capacity_, params);
+    slot_internal_.resize(capacity_, 0);
+  } else {
+    vectors_.resize(capacity_ * dim_, 0.f);
+  }
   codes_.resize(capacity_ * kernels::kCodeWords);
-  slot_internal_.resize(capacity_, 0);
   slot_template_.resize(capacity_, -1);
   slot_subject_.resize(capacity_, -1);
   live_.resize(capacity_, 0);
@@ -41,9 +45,13 @@ void Slots::ensure_capacity(size_t needed) {
   if (needed > std::numeric_limits<uint32_t>::max()) throw std::length_error("gallery capacity is limited to 2^32 slots");
   size_t capacity = capacity_;
   while (capacity < needed) capacity *= 2;
-  index_->resizeIndex(capacity);
+  if (index_) {
+    index_->resizeIndex(capacity);
+    slot_internal_.resize(capacity, 0);
+  } else {
+    vectors_.resize(capacity * dim_, 0.f);
+  }
   codes_.resize(capacity * kernels::kCodeWords);
-  slot_internal_.resize(capacity, 0);
   slot_template_.resize(capacity, -1);
   slot_subject_.resize(capacity, -1);
   live_.resize(capacity, 0);
@@ -88,6 +96,10 @@ std::vector<std::pair<size_t, size_t>> Slots::assign(const int64_t* template_ids
 
 void Slots::write(size_t slot, const float* vector, const uint64_t* code) {
   store_code(slot, code);
+  if (!index_) {
+    std::copy(vector, vector + dim_, vectors_.begin() + static_cast<std::ptrdiff_t>(slot * dim_));
+    return;
+  }
   // A reused slot's label is marked deleted in the graph: addPoint un-deletes it and updates its
   // vector in place (same internal id). The label lock is what hnswlib's own addPoint takes.
   std::unique_lock label_lock(index_->getLabelOpMutex(slot));
@@ -111,18 +123,23 @@ void Slots::unlink_from_subject(size_t slot) {
 void Slots::release(size_t slot) {
   if (!live_[slot]) return;
   live_[slot] = 0;
-  index_->markDelete(slot);
-  // Erasure leaves nothing of the face in memory: the deleted node keeps guiding graph walks until its
-  // slot is reused, so its vector becomes a random unit vector (unrelated to anyone) and its code zeros.
-  std::mt19937 random(static_cast<uint32_t>(slot) ^ 0x5eed1234u);
-  std::normal_distribution<float> gaussian;
-  float* vector = reinterpret_cast<float*>(index_->getDataByInternalId(slot_internal_[slot]));
-  float norm = 0.f;
-  for (size_t i = 0; i < dim_; ++i) {
-    vector[i] = gaussian(random);
-    norm += vector[i] * vector[i];
+  // Erasure leaves nothing of the face in memory. Without a graph its row becomes zeros. With one, the
+  // deleted node keeps guiding graph walks until its slot is reused, so its vector becomes a random unit
+  // vector (unrelated to anyone). Its code becomes zeros either way.
+  if (index_) {
+    index_->markDelete(slot);
+    std::mt19937 random(static_cast<uint32_t>(slot) ^ 0x5eed1234u);
+    std::normal_distribution<float> gaussian;
+    float* vector = reinterpret_cast<float*>(index_->getDataByInternalId(slot_internal_[slot]));
+    float norm = 0.f;
+    for (size_t i = 0; i < dim_; ++i) {
+      vector[i] = gaussian(random);
+      norm += vector[i] * vector[i];
+    }
+    for (size_t i = 0; i < dim_; ++i) vector[i] /= std::sqrt(norm);
+  } else {
+    std::fill_n(vectors_.begin() + static_cast<std::ptrdiff_t>(slot * dim_), dim_, 0.f);
   }
-  for (size_t i = 0; i < dim_; ++i) vector[i] /= std::sqrt(norm);
   uint64_t zeros[kernels::kCodeWords] = {};
   store_code(slot, zeros);
   template_slot_.erase(slot_template_[slot]);
@@ -164,21 +181,62 @@ std::vector<uint32_t> Slots::slots_of(const std::unordered_set<int64_t>& subject
 
 void Slots::graph_search(const float* query, size_t k, const std::unordered_set<int64_t>* allowed,
                          TopSubjects& best) const {
+  if (!index_) throw std::logic_error("a graph plan on a gallery without a graph");
   std::unique_ptr<SubjectFilter> graph_filter;
   if (allowed != nullptr) graph_filter = std::make_unique<SubjectFilter>(slot_subject_, *allowed);
   auto found = index_->searchKnnCloserFirst(query, k, graph_filter.get());
   for (const auto& [distance, label] : found) best.offer(slot_subject_[label], slot_template_[label], 1.0f - distance);
 }
 
-size_t Slots::memory_bytes() const {
-  // hnswlib: level-0 block (vector, links, label), a lock, level and upper-link pointer per element; upper
-  // levels (about 1 element in M has them); its label map; its fixed pool of per-label locks.
-  size_t graph = index_->max_elements_ * (index_->size_data_per_element_ + sizeof(std::mutex) + sizeof(int) + sizeof(void*)) +
+std::unique_ptr<Slots::Index> Slots::new_index(size_t capacity, const GalleryParams& params) const {
+  // hnswlib keeps the distance function's parameter by address: space_ lives as long as the Slots.
+  auto index = std::make_unique<Index>(&space_, capacity, params.M, params.ef_construction, 100, false);
+  index->setEf(params.ef_search);
+  return index;
+}
+
+Slots::Graph Slots::build_graph(const GalleryParams& params) const {
+  Graph graph{new_index(capacity_, params), std::vector<hnswlib::tableint>(capacity_, 0)};
+  std::vector<size_t> live_slots;
+  live_slots.reserve(live_count());
+  for (size_t slot = 0; slot < used_slots_; ++slot)
+    if (live_[slot]) live_slots.push_back(slot);
+  Index& index = *graph.index;
+  parallel_for(std::max<size_t>(params.threads, 1), live_slots.size(), [&](size_t i) {
+    size_t slot = live_slots[i];
+    std::unique_lock label_lock(index.getLabelOpMutex(slot));
+    graph.internal[slot] = index.addPoint(vector_of(slot), slot, -1);
+  });
+  return graph;
+}
+
+void Slots::install_graph(Graph graph) {
+  if (graph.internal.size() != capacity_) throw std::logic_error("the graph was built for another capacity");
+  index_ = std::move(graph.index);
+  slot_internal_ = std::move(graph.internal);
+  // Free slots are not in the graph: when reused, `write` inserts them as new elements. Our copy is scrubbed
+  // and freed: from now on hnswlib's is the only one.
+  std::fill(vectors_.begin(), vectors_.end(), 0.f);
+  std::vector<float>().swap(vectors_);
+}
+
+MemoryParts Slots::memory() const {
+  MemoryParts parts;
+  if (index_) {
+    // hnswlib: level-0 block (vector, links, label), a lock, level and upper-link pointer per element; upper
+    // levels (about 1 element in M has them); its label map; its fixed pool of per-label locks.
+    size_t all = index_->max_elements_ * (index_->size_data_per_element_ + sizeof(std::mutex) + sizeof(int) + sizeof(void*)) +
                  index_->cur_element_count * index_->size_links_per_element_ / std::max<size_t>(index_->M_, 1) +
                  index_->label_lookup_.size() * 40 + index_->label_op_locks_.size() * sizeof(std::mutex);
-  return graph + codes_.size() * sizeof(uint64_t) +
-         capacity_ * (2 * sizeof(int64_t) + sizeof(hnswlib::tableint) + 1) + template_slot_.size() * 32 +
-         subject_slots_.size() * 48;
+    parts.vectors = index_->max_elements_ * index_->data_size_;
+    parts.graph = all - parts.vectors;
+  } else {
+    parts.vectors = vectors_.capacity() * sizeof(float);
+  }
+  parts.codes = codes_.size() * sizeof(uint64_t);
+  parts.ids = capacity_ * (2 * sizeof(int64_t) + 1) + slot_internal_.size() * sizeof(hnswlib::tableint) +
+              template_slot_.size() * 32 + subject_slots_.size() * 48;
+  return parts;
 }
 
 void Slots::copy_live(std::vector<int64_t>& template_ids, std::vector<int64_t>& subject_ids,

@@ -16,6 +16,7 @@ from retailface.services.gateway.enrollment import DEFAULT_POLICY, EnrollmentPol
 from retailface.services.gateway.members import MemberCache, audit_identified
 from retailface.services.shared.errors import FailedPrecondition, InvalidArgument, calling
 from retailface.services.shared.galleries import MEMBERS_GALLERY
+from retailface.services.shared.identifiers import check_id
 from retailface.v1 import (
     common_pb2,
     detection_pb2,
@@ -100,8 +101,7 @@ class MemberOperations:
         ignored") or what to fix ("photo 1: move closer (the face is too small)"); see `enrollment`.
         """
         member = request.member
-        if not member.member_id:
-            raise InvalidArgument("member.member_id is required")
+        check_id(member.member_id, "member.member_id")
         if common_pb2.CONSENT_SCOPE_FACE_IDENTIFICATION not in member.consent.scopes:
             raise FailedPrecondition("the consent record must include the face_identification scope to enroll photos")
         if not request.photos:

@@ -36,8 +36,9 @@ from retailface.services.gateway.tracker import (
     TrackerConfig,
     Vote,
 )
-from retailface.services.shared.errors import from_rpc_error
+from retailface.services.shared.errors import InvalidArgument, from_rpc_error
 from retailface.services.shared.galleries import MEMBERS_GALLERY
+from retailface.services.shared.identifiers import check_id
 from retailface.services.shared.metrics import stage_timer
 from retailface.v1 import common_pb2, detection_pb2, embedding_pb2, gateway_pb2, matching_pb2, personalization_pb2
 
@@ -114,6 +115,14 @@ class FrameWork:
     at: float = 0.0  # capture time, seconds
     update: FrameUpdate | None = None
 
+    def check_camera_id(self, index: int) -> None:
+        """A frame whose camera id is not an id (empty, oversized, control characters) is refused alone."""
+        try:
+            check_id(self.frame.camera_id, f"frame {index}: camera_id")
+        except InvalidArgument as error:
+            self.result.camera_id = ""  # never echo what was refused
+            self.result.status.CopyFrom(common_pb2.ItemStatus(code=error.code.value[0], message=error.message))
+
     @classmethod
     def of(cls, frame: common_pb2.Frame) -> FrameWork:
         result = gateway_pb2.FrameResult(
@@ -171,8 +180,10 @@ class FramePipeline:
         started = time.perf_counter()
         timings = gateway_pb2.StageTimings()
         frames = [FrameWork.of(frame) for frame in batch.frames]
+        for index, frame in enumerate(frames):
+            frame.check_camera_id(index)
         with stage_timer("gateway", "detect"):
-            self._detect(frames, timings)
+            self._detect([frame for frame in frames if frame.result.status.code == 0], timings)
         timings.decode_detect_ms = _ms_since(started)
 
         faces = [face for frame in frames for face in frame.faces if face.identifiable]
@@ -207,6 +218,8 @@ class FramePipeline:
 
     def _detect(self, frames: list[FrameWork], timings: gateway_pb2.StageTimings) -> None:
         """Fills each frame's status and faces; without detection, frames say it is unavailable."""
+        if not frames:
+            return
         try:
             answers = self._detect_batcher.submit([frame.frame for frame in frames])
         except grpc.RpcError as error:

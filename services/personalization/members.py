@@ -38,6 +38,7 @@ from retailface.services.personalization.domain import (
 )
 from retailface.services.personalization.offers import MAX_OFFERS
 from retailface.services.shared.errors import AlreadyExists, InvalidArgument
+from retailface.services.shared.identifiers import check_id, clean_display_name
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +72,7 @@ def preference_values(preferences: Preferences) -> dict[str, Any]:
     check_timezone(timezone)
     return {
         "allow_greeting": preferences.allow_greeting,
-        "preferred_name": preferences.preferred_name[:100],
+        "preferred_name": clean_display_name(preferences.preferred_name),
         "excluded_categories": json.dumps(sorted(set(preferences.excluded_categories))),
         "favourite_categories": json.dumps(list(dict.fromkeys(preferences.favourite_categories))),
         "quiet_start_minute": quiet.start_minute if quiet else None,
@@ -103,8 +104,9 @@ class Members(Component):
         A consent record with scopes is recorded as a grant (history and audit) when it differs from
         the stored one; an empty one changes nothing: withdrawing consent is RevokeConsent's job.
         """
-        if not member.member_id:
-            raise InvalidArgument("member_id is required")
+        check_id(member.member_id, "member_id")
+        if member.home_store_id:
+            check_id(member.home_store_id, "home_store_id")
         now = time.time()
         with db.write(self.engine) as conn:
             if member.home_store_id:
@@ -121,7 +123,7 @@ class Members(Component):
             )
             values: dict[str, Any] = {
                 "loyalty_number": member.loyalty_number or None,
-                "display_name": member.display_name,
+                "display_name": clean_display_name(member.display_name),
                 "home_store_id": member.home_store_id or None,
                 "updated_at": now,
             }

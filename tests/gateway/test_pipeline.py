@@ -185,3 +185,14 @@ def test_a_track_is_matched_by_its_fused_probe_with_its_quality(shop: Shop) -> N
     identity = result.results[1].faces[0].identity
     assert (identity.member_id, identity.fused_frames) == ("m-lena", 2)
     assert (identity.calibration.quality_bin, identity.calibration.frames) == ("30px", 2)
+
+
+def test_a_frame_whose_camera_id_is_not_an_id_is_refused_alone(shop: Shop) -> None:
+    batch = _batch("door", b"sam", b"sam")
+    batch.frames[0].camera_id = "x" * 1_000_000
+    result = shop.pipeline.process(batch)
+    refused, served = result.results
+    assert (refused.status.code, refused.camera_id, len(refused.faces)) == (INVALID, "", 0)
+    assert refused.status.message.startswith("frame 0: camera_id 'xxxx")
+    assert (served.status.code, served.camera_id, len(served.faces)) == (0, "door", 1)
+    assert [len(call.frames) for call in shop.detection.calls] == [1]

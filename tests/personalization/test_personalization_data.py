@@ -225,6 +225,21 @@ def test_enrollment_upsert_records_consent_and_revocation_needs_revoke(personali
         personalization.members.upsert(Member("m-f", loyalty_number="LOY-E", display_name="Fay"))
 
 
+def test_a_member_name_is_stored_as_it_may_be_shown(personalization: Personalization) -> None:
+    member = personalization.members.upsert(
+        Member(
+            "m-rtl", display_name="Lena\u202e floW\x00", preferences=Preferences("m-rtl", preferred_name=" Le\u2066na ")
+        )
+    )
+    assert (member.display_name, member.preferences.preferred_name) == ("Lena floW", "Lena")
+
+
+@pytest.mark.parametrize("member_id", ["", "m 1", "m\x00", "x" * 129])
+def test_a_member_id_that_is_not_an_id_is_refused(personalization: Personalization, member_id: str) -> None:
+    with pytest.raises(InvalidArgument, match=r"^member_id "):
+        personalization.members.upsert(Member(member_id, display_name="Ann"))
+
+
 def test_upserts_replace_products_and_campaigns_and_refresh_the_catalog(personalization: Personalization) -> None:
     product = Product("SKU-NEW", "Oat milk", "dairy", 1.5)
     assert personalization.catalog.upsert_products([product]) == 1

@@ -2,7 +2,7 @@
 //
 // Search returns subjects, not templates: a subject's score is its best template's score. The Gallery is
 // the facade over the parts that do the work, one responsibility each:
-//   slots.hpp         slot storage: ids, sign codes, the hnswlib graph that holds the vectors
+//   slots.hpp         slot storage: ids, sign codes, the vectors (in hnswlib's graph when there is one)
 //   planner.hpp       each query's plan, from the size of what it may see
 //   code_scan.hpp     the sign-code scan with a float re-rank (large galleries, wide filters)
 //   filter_cache.hpp  a filter's slots and plan, kept until the gallery changes
@@ -10,7 +10,12 @@
 //   decision.hpp      MATCH / NO_MATCH / AMBIGUOUS from the best subjects
 //
 // Locking: a std::shared_mutex; searches share it, add/remove take it exclusively. A batch add
-// inserts into the graph on `threads` threads (hnswlib's per-node locks make that safe).
+// encodes (and, with a graph, inserts into it) on `threads` threads (hnswlib's per-node locks make that safe).
+//
+// The graph (GalleryParams::hnsw_graph) is off by default: only the graph plans walk it. Asking for them
+// (set_graph_for_global(true), or graph_for_global at construction) on a graph-less gallery builds it then, from
+// the stored vectors: under the shared lock, so searches go on meanwhile (adds and removes wait), and again if a
+// change slipped in before it could be installed. graph_build_seconds() reports how long the last build took.
 #pragma once
 
 #include <cstddef>
@@ -43,11 +48,14 @@ class Gallery {
 
   size_t size() const;
   size_t subject_count() const;
-  size_t memory_bytes() const;
+  size_t memory_bytes() const { return memory().total(); }
+  MemoryParts memory() const;
+  double graph_build_seconds() const;
   size_t dim() const { return params_.dim; }
   GalleryParams params() const;
   void set_threads(size_t threads);
   void set_ef(size_t ef);
+  // Building the graph first if the gallery has none (see above).
   void set_graph_for_global(bool graph);
   // Code scan: re-rank max(min_candidates, size / candidate_divisor) templates in float.
   void set_candidates(size_t min_candidates, size_t candidate_divisor);
@@ -59,6 +67,8 @@ class Gallery {
                  std::vector<float>& vectors) const;
 
  private:
+  // Builds and installs the graph unless there is one; takes the locks itself.
+  void ensure_graph();
   std::shared_ptr<const FilterEntry> filter_for(const int64_t* allowed, size_t allowed_count) const;
   // Up to kernels::kMaxQueries queries in one pass over the codes.
   void scan_codes(const float* queries, size_t count, TopSubjects* best, const FilterEntry* filter) const;
@@ -68,6 +78,7 @@ class Gallery {
   Slots slots_;
   SignCoder coder_;
   uint64_t version_ = 0;  // bumped by every change; invalidates cached filters
+  double graph_build_seconds_ = 0;  // of the last graph built on demand
   mutable std::shared_mutex mutex_;
   mutable FilterCache filters_;
 };

@@ -38,6 +38,20 @@ struct GalleryParams {
   // ones take the code scan over the allowed slots. The int8 scan reads 4x the code scan's bytes per
   // template, but only the allowed ones: memory traffic is equal at a quarter (see BENCHMARKS.md).
   size_t filtered_scan_share = 4;
+  // Keep an hnswlib graph over the templates. No plan but the graph ones (graph_for_global) walks it, so by
+  // default there is none: an add stores the vector, its code and its ids, with no graph insert. Asking for
+  // graph_for_global (at construction or later) builds it from the stored vectors.
+  bool hnsw_graph = false;
+};
+
+// What the gallery holds in memory, part by part (bytes); memory_bytes is their sum.
+struct MemoryParts {
+  size_t vectors = 0;  // the float copy of every slot's vector (hnswlib's when there is a graph, ours otherwise)
+  size_t graph = 0;    // hnswlib's links, labels, locks and per-element overhead; 0 without a graph
+  size_t codes = 0;    // the sign codes
+  size_t ids = 0;      // slot -> template / subject / liveness, the id maps
+  size_t filters = 0;  // the cached filters (slot lists, int8 copies, masks)
+  size_t total() const { return vectors + graph + codes + ids + filters; }
 };
 
 struct SearchOutput {
