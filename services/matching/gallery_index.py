@@ -48,6 +48,7 @@ class GalleryIndex:
             ef_construction=params.ef_construction,
             ef_search=params.ef_search,
             threads=params.threads,
+            hnsw_graph=params.hnsw_graph,
         )
 
     @property
@@ -57,6 +58,11 @@ class GalleryIndex:
     @property
     def memory_bytes(self) -> int:
         return int(self._native.memory_bytes)
+
+    @property
+    def memory_parts(self) -> dict[str, int]:
+        """Bytes per part (vectors, graph, codes, ids, filters); `memory_bytes` is their sum."""
+        return {part: int(size) for part, size in self._native.memory_parts.items()}
 
     def model_record(self) -> list[Any]:
         """The model as records store it."""

@@ -28,6 +28,8 @@ class IndexParams:
     ef_search: int = NATIVE_DEFAULTS["ef_search"]
     threads: int = NATIVE_DEFAULTS["threads"]
     initial_capacity: int = NATIVE_DEFAULTS["capacity"]
+    # Keep an HNSW graph: no plan the service takes walks it, and without it a load copies bytes, no graph inserts.
+    hnsw_graph: bool = NATIVE_DEFAULTS["hnsw_graph"]
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,12 @@ SETTINGS: list[Setting] = [
         0.08,
         "watchlist gallery: lead over the second subject a match needs",
     ),
+    Setting(
+        "RETAILFACE_MATCHING_HNSW_GRAPH",
+        parse_bool,
+        _INDEX.hnsw_graph,
+        "keep an HNSW graph over each gallery (costs build time and memory; the search plans do not need it)",
+    ),
     Setting("RETAILFACE_MATCHING_HNSW_M", parse_positive_int, _INDEX.m, "HNSW graph degree"),
     Setting(
         "RETAILFACE_MATCHING_HNSW_EF_CONSTRUCTION", parse_positive_int, _INDEX.ef_construction, "HNSW build beam width"
@@ -170,6 +176,7 @@ def open_store(config: ServiceConfig) -> MatchingStore:
                 ef_search=get("RETAILFACE_MATCHING_HNSW_EF_SEARCH"),
                 threads=get("RETAILFACE_MATCHING_SEARCH_THREADS"),
                 initial_capacity=get("RETAILFACE_MATCHING_INITIAL_CAPACITY"),
+                hnsw_graph=get("RETAILFACE_MATCHING_HNSW_GRAPH"),
             ),
             DurabilityPolicy(
                 snapshot_every_records=get("RETAILFACE_MATCHING_SNAPSHOT_EVERY"),

@@ -37,19 +37,29 @@ def _brute_force(
     return np.array(best_subjects), np.array(best_scores, dtype=np.float32)
 
 
+@pytest.mark.parametrize("hnsw_graph", [False, True], ids=["no-graph", "with-graph"])
 @pytest.mark.parametrize(
     ("exact_below", "graph", "plan"),
     [(100_000, False, Plan.EXACT_SCAN), (0, True, Plan.GRAPH), (0, False, Plan.CODE_SCAN)],
     ids=["exact-plan", "graph-plan", "code-scan-plan"],
 )
 def test_search_equals_brute_force_with_several_templates_per_subject(
-    exact_below: int, graph: bool, plan: Plan
+    exact_below: int, graph: bool, plan: Plan, hnsw_graph: bool
 ) -> None:
     vectors = _unit(3000)
     subjects = np.arange(3000, dtype=np.int64) // 3  # three templates per subject
     gallery = Gallery(
-        dim=64, capacity=64, M=16, ef_construction=200, ef_search=400, exact_below=exact_below, graph_for_global=graph
+        dim=64,
+        capacity=64,
+        M=16,
+        ef_construction=200,
+        ef_search=400,
+        exact_below=exact_below,
+        graph_for_global=graph,
+        hnsw_graph=hnsw_graph,
     )
+    # The graph plans need a graph: asking for them at construction gives the gallery one.
+    assert gallery.params["hnsw_graph"] is (hnsw_graph or graph)
     gallery.add(np.arange(3000, dtype=np.int64), subjects, vectors)
     queries = _unit(200, seed=1)
     queries = (queries + vectors[:200] * 2).astype(np.float32)
@@ -64,9 +74,10 @@ def test_search_equals_brute_force_with_several_templates_per_subject(
     assert gallery.size == 3000 and gallery.subject_count == 1000
 
 
-def test_removals_are_honoured_at_once_and_slots_are_reused() -> None:
+@pytest.mark.parametrize("hnsw_graph", [False, True], ids=["no-graph", "with-graph"])
+def test_removals_are_honoured_at_once_and_slots_are_reused(hnsw_graph: bool) -> None:
     vectors = _unit(100)
-    gallery = Gallery(dim=64, capacity=16)
+    gallery = Gallery(dim=64, capacity=16, hnsw_graph=hnsw_graph)
     gallery.add(np.arange(100, dtype=np.int64), np.arange(100, dtype=np.int64) // 2, vectors)
     assert gallery.remove(np.array([0, 1, 999], dtype=np.int64)) == 2
     assert 0 not in gallery.search(vectors[:1].copy(), top_k=3).subjects
@@ -93,7 +104,7 @@ def test_readding_a_template_replaces_it() -> None:
 
 
 @functools.cache
-def _filter_gallery(exact_below: int, graph_for_global: bool) -> Gallery:
+def _filter_gallery(exact_below: int, graph_for_global: bool, hnsw_graph: bool = False) -> Gallery:
     """5000 subjects of one template each; filters up to 100 templates are always scanned exactly."""
     ids = np.arange(5000, dtype=np.int64)
     gallery = Gallery(
@@ -103,6 +114,7 @@ def _filter_gallery(exact_below: int, graph_for_global: bool) -> Gallery:
         exact_below=exact_below,
         filtered_scan_below=100,
         graph_for_global=graph_for_global,
+        hnsw_graph=hnsw_graph,
     )
     gallery.add(ids, ids.copy(), _unit(5000))
     return gallery
@@ -112,6 +124,7 @@ NARROW = np.arange(0, 5000, 100, dtype=np.int64)  # 50 subjects: scanned exactly
 WIDE = np.array([s for s in range(5000) if s % 50 != 0], dtype=np.int64)  # 4900: allowed^2 > ef * M * size
 
 
+@pytest.mark.parametrize("hnsw_graph", [False, True], ids=["no-graph", "with-graph"])
 @pytest.mark.parametrize(
     ("exact_below", "graph_for_global", "allowed", "plan"),
     [
@@ -125,9 +138,9 @@ WIDE = np.array([s for s in range(5000) if s % 50 != 0], dtype=np.int64)  # 4900
     ids=["small-narrow", "small-wide", "large-narrow", "large-wide", "large-graph-narrow", "large-graph-wide"],
 )
 def test_filtered_search_is_exact_over_the_allowed_subjects(
-    exact_below: int, graph_for_global: bool, allowed: np.ndarray, plan: Plan
+    exact_below: int, graph_for_global: bool, allowed: np.ndarray, plan: Plan, hnsw_graph: bool
 ) -> None:
-    gallery = _filter_gallery(exact_below, graph_for_global)
+    gallery = _filter_gallery(exact_below, graph_for_global, hnsw_graph)
     queries = _unit(50, seed=3)
     result = gallery.search(queries, top_k=3, allowed_subjects=allowed)
     assert set(result.plans.tolist()) == {plan.value}
@@ -166,8 +179,9 @@ def test_a_wide_filter_takes_the_code_scan_over_the_allowed_slots_only() -> None
     np.testing.assert_array_equal(exact.subjects[:, 0], subjects[2:400:2])
 
 
+@pytest.mark.parametrize("hnsw_graph", [False, True], ids=["no-graph", "with-graph"])
 @pytest.mark.parametrize("dim", [128, 72], ids=["dim128", "dim72-tail"])
-def test_the_int8_filtered_scan_returns_the_exact_top_k(dim: int) -> None:
+def test_the_int8_filtered_scan_returns_the_exact_top_k(dim: int, hnsw_graph: bool) -> None:
     """The filtered scan reads int8 copies; its rounding bound must still give brute force's top-k and scores."""
     rng = np.random.default_rng(11)
     # Face-like: an anisotropic spectrum, several templates per subject, near-duplicates that the rounding could swap.
@@ -175,7 +189,7 @@ def test_the_int8_filtered_scan_returns_the_exact_top_k(dim: int) -> None:
     vectors[1::2] = vectors[::2] + 1e-4 * rng.normal(size=(3000, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     subjects = rng.integers(0, 2000, size=6000).astype(np.int64)
-    gallery = Gallery(dim=dim, capacity=16, exact_below=0, filtered_scan_below=10_000)
+    gallery = Gallery(dim=dim, capacity=16, exact_below=0, filtered_scan_below=10_000, hnsw_graph=hnsw_graph)
     gallery.add(np.arange(6000, dtype=np.int64), subjects, vectors)
     allowed = np.unique(subjects[subjects % 3 == 0])
     mask = np.isin(subjects, allowed)
@@ -257,6 +271,7 @@ def test_the_parameters_default_to_the_native_defaults() -> None:
         "ef_search": 32,
         "filtered_scan_share": 2,
         "graph_for_global": True,
+        "hnsw_graph": True,  # the graph plans need a graph
     }
 
 

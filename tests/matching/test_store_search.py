@@ -20,6 +20,7 @@ from retailface.services.matching.errors import (
     UnknownGalleryError,
     UnknownSubjectError,
 )
+from retailface.services.matching.gallery_index import GalleryIndex
 from retailface.services.matching.gallery_store import GalleryStore
 from retailface.services.matching.params import MAX_TOP_K, DurabilityPolicy, GalleryPolicy, IndexParams
 from retailface.services.matching.settings import SETTINGS
@@ -314,13 +315,23 @@ def test_erased_subject_is_never_returned_by_searches_running_concurrently(membe
 def test_the_index_defaults_are_the_native_matchers() -> None:
     defaults = _matcher.DEFAULT_PARAMS
     params = IndexParams()
-    assert (params.m, params.ef_construction, params.ef_search, params.threads, params.initial_capacity) == (
+    own = (
+        params.m,
+        params.ef_construction,
+        params.ef_search,
+        params.threads,
+        params.initial_capacity,
+        params.hnsw_graph,
+    )
+    assert own == (
         defaults["M"],
         defaults["ef_construction"],
         defaults["ef_search"],
         defaults["threads"],
         defaults["capacity"],
+        defaults["hnsw_graph"],
     )
+    assert defaults["hnsw_graph"] is False  # no graph unless asked for
     settings = {setting.name: setting.default for setting in SETTINGS}
     assert (
         settings["RETAILFACE_MATCHING_HNSW_M"],
@@ -328,7 +339,22 @@ def test_the_index_defaults_are_the_native_matchers() -> None:
         settings["RETAILFACE_MATCHING_HNSW_EF_SEARCH"],
         settings["RETAILFACE_MATCHING_SEARCH_THREADS"],
         settings["RETAILFACE_MATCHING_INITIAL_CAPACITY"],
-    ) == (params.m, params.ef_construction, params.ef_search, params.threads, params.initial_capacity)
+        settings["RETAILFACE_MATCHING_HNSW_GRAPH"],
+    ) == own
+
+
+@pytest.mark.parametrize("hnsw_graph", [False, True], ids=["no-graph", "with-graph"])
+def test_the_index_keeps_a_graph_only_when_asked(hnsw_graph: bool) -> None:
+    index = GalleryIndex("members", MODEL, IndexParams(initial_capacity=64, hnsw_graph=hnsw_graph))
+    vectors = unit(np.random.default_rng(5).normal(size=(3, DIM)))
+    header = {"op": "enroll", "model": index.model_record(), "subject": "p1", "subject_key": 1}
+    assert index.apply(header | {"templates": ["a", "b", "c"], "template_keys": [1, 2, 3]}, vectors, "test") == 3
+    parts = index.memory_parts
+    assert index.memory_bytes == sum(parts.values())
+    assert parts["vectors"] == 64 * DIM * 4 and parts["codes"] == 64 * 32
+    assert (parts["graph"] > 0) is hnsw_graph
+    found = index.search(vectors[1:2], top_k=1, threshold=0.5, margin=0.05, subject_ids=[], required_tags=[])
+    assert [(c.subject_id, c.template_id) for c in found[0].candidates] == [("p1", "b")]
 
 
 def test_a_gallery_reports_the_index_it_was_built_with(members: GalleryStore) -> None:

@@ -31,7 +31,7 @@ struct GalleryParams {
   size_t threads = 2;
   size_t exact_below = 20000;        // galleries up to this size are always scanned exactly
   size_t filtered_scan_below = 4096; // filters selecting up to this many templates are always scanned exactly
-  bool graph_for_global = false;      // large unfiltered galleries: hnswlib graph instead of the code scan
+  bool graph_for_global = false;      // large unfiltered galleries: hnswlib graph instead of the code scan (needs hnsw_graph)
   size_t min_candidates = 256;        // code scan: templates re-ranked in float, at least...
   size_t candidate_divisor = 400;     // ...and one in this many of the gallery
   // Filters selecting up to 1/share of the gallery are scanned exactly (int8 copies, float re-score); wider
