@@ -112,25 +112,22 @@ def serve_stream(
     Each result says how many frames were dropped so far. A batch that fails answers for itself
     (every frame with the error's status) and the stream goes on. When the camera closes its
     stream, its tracks end and their events (zone dwell, checkout, anonymous visits) come back in
-    the last result, whose request id is END_OF_STREAM; when it is cancelled, the events are
-    still sent to personalization.
+    the last result, whose request id is END_OF_STREAM. When the call breaks instead (connection
+    lost, gateway draining), the tracks are the camera's, not the call's: they go on when the
+    camera resumes on a new call, and end (their events sent) only if it does not come back in
+    time (`FramePipeline.end_idle_cameras`).
     """
     stream = FrameStream(requests, capacity, size=lambda batch: len(batch.frames)).start()
     cameras: set[str] = set()
-    try:
-        for batch, dropped in _until_closed(stream, alive):
-            cameras.update(frame.camera_id for frame in batch.frames)
-            result = _answer(pipeline, batch)
-            result.dropped_frames = dropped
-            yield result
-        if alive():
-            final = gateway_pb2.FrameBatchResult(request_id=END_OF_STREAM, dropped_frames=stream.dropped)
-            final.results.extend(pipeline.end_camera(camera_id) for camera_id in sorted(cameras))
-            cameras.clear()
-            yield final
-    finally:
-        for camera_id in cameras:
-            pipeline.end_camera(camera_id)
+    for batch, dropped in _until_closed(stream, alive):
+        cameras.update(frame.camera_id for frame in batch.frames if frame.camera_id)
+        result = _answer(pipeline, batch)
+        result.dropped_frames = dropped
+        yield result
+    if alive():
+        final = gateway_pb2.FrameBatchResult(request_id=END_OF_STREAM, dropped_frames=stream.dropped)
+        final.results.extend(pipeline.end_camera(camera_id) for camera_id in sorted(cameras))
+        yield final
 
 
 def _until_closed(

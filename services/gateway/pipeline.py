@@ -138,6 +138,7 @@ class _CameraState:
     tracker: CameraTracker
     info: CameraInfo  # as last seen in its frames, for the events raised after its stream ends
     lock: threading.Lock = field(default_factory=threading.Lock)
+    last_frame: float = field(default_factory=time.monotonic)  # when its latest frame was tracked
 
 
 def _ms_since(mark: float) -> float:
@@ -307,6 +308,7 @@ class FramePipeline:
                 state = _CameraState(CameraTracker(camera.camera_id, self.config.tracker), camera)
                 self._cameras[camera.camera_id] = state
             state.info = camera
+            state.last_frame = time.monotonic()
             return state
 
     def _camera_locks(self, frames: list[FrameWork]) -> contextlib.ExitStack:
@@ -395,6 +397,16 @@ class FramePipeline:
                 result.offers_pushed.extend(outcome.offers_pushed)
                 result.alerts_raised.extend(outcome.alerts_raised)
         return _ms_since(started)
+
+    def end_idle_cameras(self, idle_seconds: float) -> list[str]:
+        """Ends the tracks of cameras that sent no frame for `idle_seconds` (a stream that broke and
+        did not come back): their events are sent, and their embeddings dropped. Returns the cameras."""
+        now = time.monotonic()
+        with self._lock:
+            idle = [camera_id for camera_id, state in self._cameras.items() if now - state.last_frame > idle_seconds]
+        for camera_id in idle:
+            self.end_camera(camera_id)
+        return idle
 
     def end_camera(self, camera_id: str) -> gateway_pb2.FrameResult:
         """The camera's stream closed: end its tracks; their events are sent and returned."""

@@ -28,6 +28,7 @@ from retailface.services.shared.config import (
     parse_positive_int,
 )
 from retailface.services.shared.errors import InvalidArgument, calling, from_rpc_error
+from retailface.services.shared.periodic import PeriodicWorker
 from retailface.services.shared.server import Registration
 from retailface.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, matching_pb2, personalization_pb2
 
@@ -58,6 +59,13 @@ SETTINGS: list[Setting] = [
         parse_positive_float,
         2.0,
         "a track is lost after this long without a detection",
+    ),
+    Setting(
+        "RETAILFACE_GATEWAY_CAMERA_IDLE_SECONDS",
+        parse_positive_float,
+        10.0,
+        "a camera that sends no frame for this long (its stream broke and did not resume) has its tracks "
+        "ended: their events are sent and their embeddings dropped",
     ),
     Setting(
         "RETAILFACE_GATEWAY_ENTER_COOLDOWN_SECONDS",
@@ -234,7 +242,12 @@ def build(config: ServiceConfig) -> Registration:
         deadline,
     )
 
+    idle_seconds = float(config.get("RETAILFACE_GATEWAY_CAMERA_IDLE_SECONDS"))
+    reaper = PeriodicWorker("gateway-idle-cameras", 1.0, lambda: pipeline.end_idle_cameras(idle_seconds))
+    reaper.start()
+
     def stop() -> None:
+        reaper.stop()
         pipeline.close()
         relay.close()
         backends.close()

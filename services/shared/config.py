@@ -198,6 +198,20 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("RETAILFACE_MAX_MESSAGE_MB", parse_positive_int, 64, "largest request or response message, MiB"),
     Setting(
+        "RETAILFACE_MAX_CONNECTION_AGE_SECONDS",
+        parse_positive_float,
+        300.0,
+        "a client connection is asked to reconnect after this long (so that round_robin clients pick up new "
+        "replicas); calls in progress go on (RETAILFACE_MAX_CONNECTION_AGE_GRACE_SECONDS)",
+    ),
+    Setting(
+        "RETAILFACE_MAX_CONNECTION_AGE_GRACE_SECONDS",
+        parse_positive_float,
+        57_600.0,
+        "how long a call in progress on an aged connection may go on: a camera's frame stream lasts the store's "
+        "day (16 h), unary calls end long before",
+    ),
+    Setting(
         "RETAILFACE_MODELS_DIR",
         parse_path,
         None,

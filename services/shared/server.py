@@ -199,9 +199,10 @@ def grpc_options(cfg: ServiceConfig) -> list[tuple[str, Any]]:
         ("grpc.max_send_message_length", max_bytes),
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_time_ms", 60_000),
-        # Clients reconnect every few minutes, so that round_robin picks up new backend replicas.
-        ("grpc.max_connection_age_ms", 300_000),
-        ("grpc.max_connection_age_grace_ms", 10_000),
+        # Clients reconnect every few minutes, so that round_robin picks up new backend replicas; a
+        # long-lived stream (a camera's) runs on over its aged connection for the grace period.
+        ("grpc.max_connection_age_ms", int(float(cfg.get("RETAILFACE_MAX_CONNECTION_AGE_SECONDS")) * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(float(cfg.get("RETAILFACE_MAX_CONNECTION_AGE_GRACE_SECONDS")) * 1000)),
         ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
     ]
 

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 
 from retailface.client._cli import add_connection_flags, open_connection
 from retailface.client.clients import CameraClient
+from retailface.client.stream import END_OF_STREAM, StreamGap
 from retailface.v1 import gateway_pb2, personalization_pb2
-
-END_OF_STREAM = "end-of-stream"  # the gateway's last result of a stream: the final events of its tracks
 
 
 def read_batches(
@@ -91,7 +90,14 @@ def main(argv: list[str] | None = None) -> int:
             # of letting the gateway's backpressure drop frames. A live camera (--realtime) cannot wait.
             in_flight = threading.Semaphore(2)
             batches = _paced(batches, in_flight)
-        for result in client.stream(batches):
+
+        def resumed(gap: StreamGap) -> None:
+            print(f"\nstream broke ({gap.code}: {gap.details}); resuming, {len(gap.unanswered)} batches unanswered")
+            if not args.realtime:
+                for _ in gap.unanswered:  # they will not be answered: free their slots
+                    in_flight.release()
+
+        for result in client.stream(batches, on_gap=resumed):
             dropped = result.dropped_frames
             final = result.request_id == END_OF_STREAM
             if not final and not args.realtime:

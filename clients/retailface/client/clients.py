@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from retailface.client.connection import Connection
+from retailface.client.stream import Backoff, ResumingStream, StreamGap
 from retailface.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, matching_pb2, personalization_pb2
 
 DEFAULT_TIMEOUT = 30.0
@@ -59,8 +60,19 @@ class CameraClient:
     def process(self, images: Sequence[Any], timeout: float = DEFAULT_TIMEOUT) -> gateway_pb2.FrameBatchResult:
         return self._stub.ProcessFrames(self.frames(images), timeout=timeout)
 
-    def stream(self, batches: Iterable[gateway_pb2.FrameBatch]) -> Iterator[gateway_pb2.FrameBatchResult]:
-        return self._stub.StreamFrames(iter(batches))
+    def stream(
+        self,
+        batches: Iterable[gateway_pb2.FrameBatch],
+        backoff: Backoff | None = None,
+        max_breaks: int | None = None,
+        on_gap: Callable[[StreamGap], None] | None = None,
+    ) -> ResumingStream:
+        """The results of one long-lived stream of `batches`, resumed over new calls when a call breaks.
+
+        Iterate it for the results; its `gaps` (and `on_gap`) report the breaks and the batches they
+        left unanswered.
+        """
+        return ResumingStream(self._stub.StreamFrames, batches, backoff, max_breaks, on_gap)
 
     def identify_once(
         self, image: Any, context: str = "kiosk", timeout: float = DEFAULT_TIMEOUT
