@@ -9,6 +9,7 @@ exits 0.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -28,12 +29,21 @@ from grpc_reflection.v1alpha import reflection
 from retailface.services.shared import config as config_module
 from retailface.services.shared import logging as logging_module
 from retailface.services.shared.auth import DEFAULT_ROLES, TokenStore, bearer_token
+from retailface.services.shared.auth_limiter import AuthLimiter, peer_address
 from retailface.services.shared.config import ConfigError, ServiceConfig, Setting
 from retailface.services.shared.errors import ServiceError
-from retailface.services.shared.metrics import RPC_ERRORS, RPC_IN_FLIGHT, RPC_LATENCY, serve_metrics
+from retailface.services.shared.metrics import (
+    AUTH_FAILURES,
+    AUTH_LOCKOUTS,
+    RPC_ERRORS,
+    RPC_IN_FLIGHT,
+    RPC_LATENCY,
+    serve_metrics,
+)
 from retailface.services.shared.model_files import ModelMissingError
 
 log = structlog.get_logger(__name__)
+SIGNAL_POLL_SECONDS = 0.2
 
 # Probes and tooling must reach these without a token.
 OPEN_SERVICES = frozenset(
@@ -57,12 +67,19 @@ def _code_name(code: grpc.StatusCode | None) -> str:
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
-    """Authentication by role, request ids, structured access logs and RPC metrics, in one place."""
+    """Authentication by role, request ids, structured access logs and RPC metrics, in one place.
 
-    def __init__(self, service: str, registration: Registration, tokens: TokenStore) -> None:
+    Failed authentications are limited per peer address (auth_limiter): a locked-out peer is refused with
+    RESOURCE_EXHAUSTED before the outcome of its token is used, recorded or logged.
+    """
+
+    def __init__(
+        self, service: str, registration: Registration, tokens: TokenStore, limiter: AuthLimiter | None = None
+    ) -> None:
         self._service = service
         self._registration = registration
         self._tokens = tokens
+        self._limiter = limiter or AuthLimiter()
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = continuation(handler_call_details)
@@ -85,15 +102,68 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 else "unknown bearer token"
             )
             denied = _reject(handler, grpc.StatusCode.UNAUTHENTICATED, message)
-            return _wrap(denied, self._service, method, "anonymous", request_id)
+            wrapped = _wrap(denied, self._service, method, "anonymous", request_id)
+            return self._guard(wrapped, method, "missing" if token is None else "unknown")
         if role not in allowed and role != "admin":
             denied = _reject(
                 handler,
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"role {role!r} may not call {method}; allowed: {', '.join(sorted(allowed))}",
             )
-            return _wrap(denied, self._service, method, role, request_id)
-        return _wrap(handler, self._service, method, role, request_id)
+            return self._guard(_wrap(denied, self._service, method, role, request_id), method, "role")
+        return self._guard(_wrap(handler, self._service, method, role, request_id), method, None)
+
+    def _guard(self, handler: grpc.RpcMethodHandler, method: str, failure: str | None) -> grpc.RpcMethodHandler:
+        """Runs `handler` unless the peer is locked out; counts `failure` (missing/unknown/role or None)."""
+
+        def admit(context: grpc.ServicerContext) -> None:
+            peer = peer_address(context.peer() or "")
+            wait = self._limiter.locked_for(peer)
+            if wait > 0:  # not logged per call: a guesser must not flood the logs
+                AUTH_FAILURES.labels(self._service, "locked").inc()
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"too many failed authentications from this address: retry in {math.ceil(wait)} s",
+                )
+            if failure is None:
+                return
+            AUTH_FAILURES.labels(self._service, failure).inc()
+            if failure == "role":  # the caller holds a valid token: not guessing
+                return
+            lockout = self._limiter.record_failure(peer)
+            if lockout is not None:
+                AUTH_LOCKOUTS.labels(self._service).inc()
+                log.warning(
+                    "auth_lockout", peer=peer, method=method, failures=lockout.failures, seconds=lockout.seconds
+                )
+
+        def unary(behavior):  # type: ignore[no-untyped-def]
+            def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+                admit(context)
+                return behavior(request_or_iterator, context)
+
+            return call
+
+        def streaming(behavior):  # type: ignore[no-untyped-def]
+            def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                admit(context)
+                yield from behavior(request_or_iterator, context)
+
+            return call
+
+        return _map_handler(handler, unary, streaming)
+
+
+def _map_handler(handler: grpc.RpcMethodHandler, unary, streaming):  # type: ignore[no-untyped-def]
+    """A handler of the same kind whose behavior is `unary(behavior)` or `streaming(behavior)`."""
+    kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **kwargs)
+    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **kwargs)
 
 
 def _reject(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
@@ -104,14 +174,7 @@ def _reject(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str)
         context.abort(code, message)
         yield  # pragma: no cover - abort raises
 
-    kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(deny, **kwargs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(deny_stream, **kwargs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(deny, **kwargs)
-    return grpc.stream_stream_rpc_method_handler(deny_stream, **kwargs)
+    return _map_handler(handler, lambda _behavior: deny, lambda _behavior: deny_stream)
 
 
 class _CallScope:
@@ -146,8 +209,6 @@ class _CallScope:
 
 
 def _wrap(handler: grpc.RpcMethodHandler, service: str, method: str, role: str, request_id: str):  # type: ignore[no-untyped-def]
-    kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
-
     # The one place where a ServiceError raised anywhere below a servicer becomes its status.
     def unary(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
@@ -169,13 +230,24 @@ def _wrap(handler: grpc.RpcMethodHandler, service: str, method: str, role: str, 
 
         return call
 
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **kwargs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **kwargs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **kwargs)
-    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **kwargs)
+    return _map_handler(handler, unary, streaming)
+
+
+def auth_limiter(cfg: ServiceConfig) -> AuthLimiter:
+    lockout, lockout_max = (
+        float(cfg.get("RETAILFACE_AUTH_LOCKOUT_SECONDS")),
+        cfg.get("RETAILFACE_AUTH_LOCKOUT_MAX_SECONDS"),
+    )
+    if lockout_max < lockout:
+        raise ConfigError(
+            f"RETAILFACE_AUTH_LOCKOUT_MAX_SECONDS={lockout_max} is below RETAILFACE_AUTH_LOCKOUT_SECONDS={lockout}"
+        )
+    return AuthLimiter(
+        max_failures=int(cfg.get("RETAILFACE_AUTH_MAX_FAILURES")),
+        window=float(cfg.get("RETAILFACE_AUTH_FAILURE_WINDOW_SECONDS")),
+        lockout=lockout,
+        lockout_max=float(lockout_max),
+    )
 
 
 def server_credentials(cfg: ServiceConfig) -> grpc.ServerCredentials | None:
@@ -236,7 +308,7 @@ def start(service: str, registration: Registration, cfg: ServiceConfig) -> Runni
         futures.ThreadPoolExecutor(
             max_workers=int(cfg.get("RETAILFACE_MAX_WORKERS")), thread_name_prefix=f"{service}-rpc"
         ),
-        interceptors=[ServiceInterceptor(service, registration, tokens)],
+        interceptors=[ServiceInterceptor(service, registration, tokens, auth_limiter(cfg))],
         options=grpc_options(cfg),
         maximum_concurrent_rpcs=int(cfg.get("RETAILFACE_MAX_CONCURRENT_RPCS")),
     )
@@ -311,6 +383,10 @@ def run(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("serving", port=running.port, metrics_port=cfg.metrics_port, config=cfg.public_values())
-    stop.wait()
+    # Wake up now and then: the kernel may deliver SIGTERM to any thread (gRPC's, the matcher's), and
+    # Python runs its handler only when the main thread gets back to the interpreter. An untimed
+    # wait could sleep through the signal.
+    while not stop.wait(SIGNAL_POLL_SECONDS):
+        pass
     running.shutdown()
     return 0
