@@ -180,6 +180,33 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
         required=True,
     ),
     Setting(
+        "RETAILFACE_AUTH_MAX_FAILURES",
+        parse_positive_int,
+        10,
+        "calls with a missing or unknown token from one address (IP, without the port) within "
+        "RETAILFACE_AUTH_FAILURE_WINDOW_SECONDS that lock it out (RESOURCE_EXHAUSTED); raise it for callers "
+        "that share an address behind a proxy or NAT",
+    ),
+    Setting(
+        "RETAILFACE_AUTH_FAILURE_WINDOW_SECONDS",
+        parse_positive_float,
+        60.0,
+        "sliding window of RETAILFACE_AUTH_MAX_FAILURES; an address is forgiven after this long without a failure "
+        "once its lockout has ended",
+    ),
+    Setting(
+        "RETAILFACE_AUTH_LOCKOUT_SECONDS",
+        parse_positive_float,
+        1.0,
+        "first lockout of an address; each further failure before it is forgiven locks it again for twice as long",
+    ),
+    Setting(
+        "RETAILFACE_AUTH_LOCKOUT_MAX_SECONDS",
+        parse_positive_float,
+        300.0,
+        "longest lockout of an address (the doubling stops here); at least RETAILFACE_AUTH_LOCKOUT_SECONDS",
+    ),
+    Setting(
         "RETAILFACE_SERVICE_TOKEN_FILE",
         parse_path,
         None,

@@ -1,4 +1,4 @@
-"""Prometheus metrics shared by every service: per-RPC latency and errors, per-stage timings."""
+"""Prometheus metrics shared by every service: per-RPC latency and errors, auth failures, per-stage timings."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ RPC_ERRORS = Counter(
     "retailface_rpc_errors_total", "gRPC calls that ended with a non-OK status", ["service", "method", "code"]
 )
 RPC_IN_FLIGHT = Gauge("retailface_rpc_in_flight", "gRPC calls being handled", ["service"])
+# Authentication: never labelled by peer address (unbounded); the lockout's log line names the peer.
+AUTH_FAILURES = Counter(
+    "retailface_auth_failures_total",
+    "calls refused by authentication: reason missing/unknown token, role not allowed, or locked (the address is "
+    "locked out after failed authentications; its token is not looked at)",
+    ["service", "reason"],
+)
+AUTH_LOCKOUTS = Counter(
+    "retailface_auth_lockouts_total", "addresses locked out after failed authentications", ["service"]
+)
 STAGE_LATENCY = Histogram(
     "retailface_stage_duration_seconds", "time per processing stage", ["service", "stage"], buckets=LATENCY_BUCKETS
 )

@@ -24,6 +24,7 @@ DOCKERFILES = (DEPLOY / "docker" / "Dockerfile.cpu", DEPLOY / "docker" / "Docker
 ALERT_METRICS = (
     "retailface_rpc_errors_total",
     "retailface_rpc_duration_seconds",
+    "retailface_auth_lockouts_total",
     "retailface_outbox_pending",
     "retailface_matching_log_failures_total",
     "retailface_matching_snapshot_failures_total",
@@ -90,6 +91,7 @@ def test_prometheus_rules_parse_and_select_exported_metrics(rendered: dict[str, 
     alerts = {rule["rule"] for rule in rules}
     for expected in (
         "HighErrorRate",
+        "AuthGuessing",
         "EndToEndLatencyHigh",
         "MatchingLogWriteFailing",
         "MatchingSnapshotFailing",
