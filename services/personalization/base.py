@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, select
 
-from retailface.services.personalization import db
+from retailface.services.personalization import audit_chain, db
 from retailface.services.personalization.alert_bus import AlertBus
 from retailface.services.personalization.catalog_cache import CatalogCache
 from retailface.services.personalization.domain import Channel, Consent, Member, Preferences, QuietHours
@@ -30,7 +30,6 @@ DAY = 86_400.0
 _MEMBER_BY_ID = select(db.members).where(db.members.c.member_id == bindparam("member_id"))
 _MEMBER_BY_LOYALTY_NUMBER = select(db.members).where(db.members.c.loyalty_number == bindparam("loyalty_number"))
 _STORE_TIMEZONE = select(db.stores.c.timezone).where(db.stores.c.store_id == bindparam("store_id"))
-_INSERT_AUDIT = db.audit_log.insert()
 
 
 @dataclass
@@ -75,9 +74,14 @@ class Component:
 def write_audit(
     conn: Connection, actor: str, action: str, subject: str, reason: str = "", now: float | None = None, **detail: Any
 ) -> None:
-    """Adds an audit entry inside the caller's transaction (never biometric data in `detail`)."""
-    conn.execute(
-        _INSERT_AUDIT,
+    """Adds an audit entry inside the caller's write transaction (never biometric data in `detail`).
+
+    The one writer of audit rows: it chains each row onto the previous one (audit_chain.py).
+    """
+    audit_chain.append(
+        conn,
+        db.audit_log,
+        db.audit_chain_head,
         {
             "at": time.time() if now is None else now,
             "actor": actor or "unknown",

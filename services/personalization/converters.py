@@ -13,6 +13,7 @@ from dataclasses import replace
 import grpc
 from google.protobuf import timestamp_pb2
 
+from retailface.services.personalization.audit import ChainReport
 from retailface.services.personalization.consent import recognition
 from retailface.services.personalization.domain import (
     AuditEntry,
@@ -359,4 +360,13 @@ def audit_entry_to_proto(entry: AuditEntry) -> personalization_pb2.AuditEntry:
         subject=entry.subject,
         reason=entry.reason,
         detail=entry.detail,
+    )
+
+
+def chain_report_to_proto(report: ChainReport) -> personalization_pb2.VerifyAuditChainResponse:
+    return personalization_pb2.VerifyAuditChainResponse(
+        rows_checked=report.rows,
+        intact=report.intact,
+        first_broken_id=report.first_broken_id or 0,
+        reason=report.reason,
     )

@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from retailface.services.personalization import audit_chain
 from retailface.services.shared.periodic import PeriodicWorker
 
 log = structlog.get_logger(__name__)
@@ -311,8 +312,19 @@ audit_log = Table(
     Column("subject", String(128), nullable=False),
     Column("reason", String(500), nullable=False, default=""),
     Column("detail", Text, nullable=False, default="{}"),  # JSON, never biometric data
+    Column("prev_hash", String(64), nullable=False, server_default=""),  # hash chain: audit_chain.py
+    Column("row_hash", String(64), nullable=False, server_default=""),
     Index("ix_audit_subject_at", "subject", "at"),
     Index("ix_audit_at", "at"),
+)
+
+# The newest chained audit row (one row, id 1); writers lock it to append (audit_chain.append).
+audit_chain_head = Table(
+    "audit_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_id", Integer, nullable=False),
+    Column("row_hash", String(64), nullable=False),
 )
 
 schema_migrations = Table(
@@ -328,9 +340,14 @@ def _v1_initial_schema(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v2_audit_hash_chain(conn: Connection) -> None:
+    audit_chain.migrate(conn, audit_log, audit_chain_head)
+
+
 # Ordered; append only. Each entry: (version, name, function applied inside one transaction).
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial_schema),
+    (2, "audit hash chain", _v2_audit_hash_chain),
 ]
 
 

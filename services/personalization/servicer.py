@@ -54,6 +54,7 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "StreamStaffAlerts": ROLES_STAFF,
     "AcknowledgeAlert": ROLES_STAFF,
     "QueryAudit": ROLES_ADMIN,
+    "VerifyAuditChain": ROLES_ADMIN,
 }
 
 
@@ -240,3 +241,8 @@ class PersonalizationServicer(personalization_pb2_grpc.PersonalizationServiceSer
             request.member_id, time_from_proto(request.since, None), request.limit, actor=_caller()
         )
         return personalization_pb2.AuditQueryResponse(entries=[converters.audit_entry_to_proto(e) for e in entries])
+
+    def VerifyAuditChain(
+        self, request: personalization_pb2.VerifyAuditChainRequest, context: grpc.ServicerContext
+    ) -> personalization_pb2.VerifyAuditChainResponse:
+        return converters.chain_report_to_proto(self.personalization.audit.verify(actor=_caller()))

@@ -3,12 +3,14 @@
 retailface-admin enroll --member-id m1 --name "Ada" --photo a.jpg --photo b.jpg --scopes face_identification,...
 retailface-admin erase --member-id m1 --reason "member request"
 retailface-admin galleries
+retailface-admin verify-audit --personalization HOST:PORT   (exit code 1 when the audit chain is broken)
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from pathlib import Path
 
@@ -43,8 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     erase.add_argument("--member-id", required=True)
     erase.add_argument("--reason", required=True)
     sub.add_parser("galleries", help="list galleries and their sizes")
+    verify = sub.add_parser("verify-audit", help="verify the audit log's hash chain (exit code 1 when broken)")
+    verify.add_argument(
+        "--personalization",
+        default=os.environ.get("RETAILFACE_PERSONALIZATION", ""),
+        help="the personalization service's address; the gateway does not proxy audit calls "
+        "[env RETAILFACE_PERSONALIZATION; default: --gateway]",
+    )
     args = parser.parse_args(argv)
     actor = getpass.getuser()
+    if args.command == "verify-audit" and args.personalization:
+        args.gateway = args.personalization
 
     with open_connection(args) as connection:
         admin = AdminClient(connection)
@@ -70,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
                 erased = admin.erase(args.member_id, actor, args.reason)
                 rows = ", ".join(f"{table} {count}" for table, count in sorted(erased.rows_removed.items()))
                 print(f"erased {args.member_id}: {erased.templates_removed} templates; rows: {rows or 'none'}")
+            elif args.command == "verify-audit":
+                report = admin.verify_audit_chain()
+                if not report.intact:
+                    print(f"audit chain broken at row {report.first_broken_id}: {report.reason}")
+                    return 1
+                print(f"audit chain intact: {report.rows_checked} rows")
             else:
                 for gallery in admin.galleries().galleries:
                     print(

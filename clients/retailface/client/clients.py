@@ -11,7 +11,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from retailface.client.connection import Connection
 from retailface.client.stream import Backoff, ResumingStream, StreamGap
-from retailface.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, matching_pb2, personalization_pb2
+from retailface.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    matching_pb2,
+    personalization_pb2,
+    personalization_pb2_grpc,
+)
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -144,8 +151,12 @@ class StaffClient:
 
 
 class AdminClient:
+    """Gateway calls; `verify_audit_chain` calls the personalization service itself (the gateway does not
+    proxy audit calls), so that connection must point at personalization."""
+
     def __init__(self, connection: Connection) -> None:
         self._stub = gateway_pb2_grpc.GatewayServiceStub(connection.channel)
+        self._personalization = personalization_pb2_grpc.PersonalizationServiceStub(connection.channel)
 
     def enroll(
         self, member: personalization_pb2.Member, photos: Sequence[bytes], actor: str, timeout: float = 120.0
@@ -163,3 +174,6 @@ class AdminClient:
 
     def galleries(self, timeout: float = DEFAULT_TIMEOUT) -> matching_pb2.ListGalleriesResponse:
         return self._stub.ListGalleries(matching_pb2.ListGalleriesRequest(), timeout=timeout)
+
+    def verify_audit_chain(self, timeout: float = 300.0) -> personalization_pb2.VerifyAuditChainResponse:
+        return self._personalization.VerifyAuditChain(personalization_pb2.VerifyAuditChainRequest(), timeout=timeout)

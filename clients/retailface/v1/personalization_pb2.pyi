@@ -512,3 +512,19 @@ class AuditQueryResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class VerifyAuditChainRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VerifyAuditChainResponse(_message.Message):
+    __slots__ = ("rows_checked", "intact", "first_broken_id", "reason")
+    ROWS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    INTACT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BROKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    rows_checked: int
+    intact: bool
+    first_broken_id: int
+    reason: str
+    def __init__(self, rows_checked: _Optional[int] = ..., intact: _Optional[bool] = ..., first_broken_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...

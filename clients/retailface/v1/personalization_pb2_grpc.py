@@ -130,6 +130,11 @@ class PersonalizationServiceStub:
                 request_serializer=retailface_dot_v1_dot_personalization__pb2.AuditQuery.SerializeToString,
                 response_deserializer=retailface_dot_v1_dot_personalization__pb2.AuditQueryResponse.FromString,
                 _registered_method=True)
+        self.VerifyAuditChain = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/VerifyAuditChain',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainResponse.FromString,
+                _registered_method=True)
 
 
 class PersonalizationServiceServicer:
@@ -255,6 +260,13 @@ class PersonalizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyAuditChain(self, request, context):
+        """Checks the audit log's hash chain and names the first broken row (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersonalizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -352,6 +364,11 @@ def add_PersonalizationServiceServicer_to_server(servicer, server):
                     servicer.QueryAudit,
                     request_deserializer=retailface_dot_v1_dot_personalization__pb2.AuditQuery.FromString,
                     response_serializer=retailface_dot_v1_dot_personalization__pb2.AuditQueryResponse.SerializeToString,
+            ),
+            'VerifyAuditChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAuditChain,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -867,6 +884,33 @@ class PersonalizationService:
             '/retailface.v1.PersonalizationService/QueryAudit',
             retailface_dot_v1_dot_personalization__pb2.AuditQuery.SerializeToString,
             retailface_dot_v1_dot_personalization__pb2.AuditQueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAuditChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/VerifyAuditChain',
+            retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainResponse.FromString,
             options,
             channel_credentials,
             insecure,
