@@ -215,8 +215,9 @@ def _error_rates(identity: gateway_pb2.Identity) -> str:
     """The measured error rates of the decision, as the Identity carries them."""
     calibration = identity.calibration
     return (
-        f"{calibration.quality_bin} faces, {identity.fused_frames} frames fused: measured FPIR "
-        f"{calibration.estimated_fpir:.1e}, FNIR {calibration.estimated_fnir:.2f}"
+        f"{calibration.quality_bin} faces, {identity.fused_frames} frames fused; measured for "
+        f"{calibration.frames}-frame probes: FPIR {calibration.estimated_fpir:.1e}, "
+        f"FNIR {calibration.estimated_fnir:.2f}"
     )
 
 
