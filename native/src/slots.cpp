@@ -28,25 +28,12 @@ class SubjectFilter : public hnswlib::BaseFilterFunctor {
 }  // namespace
 
 Slots::Slots(const GalleryParams& params) : dim_(params.dim), capacity_(params.capacity), space_(params.dim) {
-  if (params.hnsw_graph) {
-    index_ = new_index(capacity_, params);
-    slot_internal_.resize(capacity_, 0);
-  } else {
-    vectors_.resize(capacity_ * dim_, 0.f);
-  }
-  codes_.resize(capacity_ * kernels::kCodeWords);
-  slot_template_.resize(capacity_, -1);
-  slot_subject_.resize(capacity_, -1);
-  live_.resize(capacity_, 0);
+  if (params.hnsw_graph) index_ = new_index(capacity_, params);
+  resize_slots(capacity_);
 }
 
-void Slots::ensure_capacity(size_t needed) {
-  if (needed <= capacity_) return;
-  if (needed > std::numeric_limits<uint32_t>::max()) throw std::length_error("gallery capacity is limited to 2^32 slots");
-  size_t capacity = capacity_;
-  while (capacity < needed) capacity *= 2;
+void Slots::resize_slots(size_t capacity) {
   if (index_) {
-    index_->resizeIndex(capacity);
     slot_internal_.resize(capacity, 0);
   } else {
     vectors_.resize(capacity * dim_, 0.f);
@@ -55,6 +42,15 @@ void Slots::ensure_capacity(size_t needed) {
   slot_template_.resize(capacity, -1);
   slot_subject_.resize(capacity, -1);
   live_.resize(capacity, 0);
+}
+
+void Slots::ensure_capacity(size_t needed) {
+  if (needed <= capacity_) return;
+  if (needed > std::numeric_limits<uint32_t>::max()) throw std::length_error("gallery capacity is limited to 2^32 slots");
+  size_t capacity = capacity_;
+  while (capacity < needed) capacity *= 2;
+  if (index_) index_->resizeIndex(capacity);
+  resize_slots(capacity);
   capacity_ = capacity;
 }
 

@@ -327,10 +327,11 @@ class FramePipeline:
         """Assigns the frame's faces to tracks; a quality-passing face takes its track's fused probe."""
         assert frame.camera is not None
         state = self._camera_state(frame.camera)
-        frame.update = state.tracker.update([face.observation() for face in frame.faces], frame.at)
-        for face, track in zip(frame.faces, frame.update.assigned, strict=True):
+        observations = [face.observation() for face in frame.faces]
+        frame.update = state.tracker.update(observations, frame.at)
+        for face, observation, track in zip(frame.faces, observations, frame.update.assigned, strict=True):
             face.track = track
-            if face.observation().quality_passes:
+            if observation.quality_passes:
                 face.probe = track.fused_probe()
 
     def _conclude(self, frame: FrameWork) -> float:
@@ -341,9 +342,14 @@ class FramePipeline:
         assert frame.camera is not None and frame.update is not None
         camera, now = frame.camera, frame.at
         tracker = self._camera_state(camera).tracker
-        for face in frame.faces:
-            if face.vote is not None and face.track is not None and face.probe is not None:
-                tracker.vote(face.track, face.vote, face.probe.frames)
+        named_now = {  # tracks whose identity this frame's votes asserted: a name is news on that frame only
+            id(face.track)
+            for face in frame.faces
+            if face.vote is not None
+            and face.track is not None
+            and face.probe is not None
+            and tracker.vote(face.track, face.vote, face.probe.frames)
+        }
         events: list[personalization_pb2.VisitEvent] = []
         for face in frame.faces:
             track = face.track
@@ -351,15 +357,12 @@ class FramePipeline:
             member = self._identifiable(track)
             tracked = self._tracked_face(face.face, track, member)
             frame.result.faces.append(tracked)
-            if member is not None and track.newly_identified:
+            if member is not None and id(track) in named_now:
                 where = {"camera_id": camera.camera_id, "store_id": camera.store_id, "track_id": track.track_id}
                 audit_identified(tracked.identity, **where)
                 events += self.events.identified(camera, track, member, now)
         for track in frame.update.ended:
             events += self.events.ended(camera, track, self._identifiable(track), now)
-        for face in frame.faces:  # a name is news on the frame that asserted it only
-            if face.track is not None:
-                face.track.newly_identified = False
         return self._emit(events, frame.result)
 
     def _identifiable(self, track: Track) -> MemberView | None:

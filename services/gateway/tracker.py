@@ -96,7 +96,6 @@ class Track:
     identity_fused_frames: int = 0
     emotions: list[tuple[float, int]] = field(default_factory=list)
     last_attributes: object | None = None
-    newly_identified: bool = False  # set on the frame where the identity was first asserted
 
     @property
     def dwell_seconds(self) -> float:
@@ -149,8 +148,6 @@ class CameraTracker:
 
     def update(self, observations: Sequence[Observation], timestamp: float) -> FrameUpdate:
         cfg = self.config
-        for track in self.tracks:
-            track.newly_identified = False
         assignment = self._associate(observations)
         assigned: list[Track] = []
         matched_tracks: set[int] = set()
@@ -257,7 +254,6 @@ class CameraTracker:
             track.votes.clear()
             return False
         newly = track.identity is None
-        track.newly_identified = track.newly_identified or newly
         track.identity = member
         track.identity_score = float(np.mean([v.score for v in track.votes if v.member == member]))
         track.identity_agreeing = agreeing

@@ -99,6 +99,7 @@ class Slots {
  private:
   std::unique_ptr<Index> new_index(size_t capacity, const GalleryParams& params) const;
   void ensure_capacity(size_t needed);
+  void resize_slots(size_t capacity);  // the per-slot arrays (vectors without a graph, codes, ids)
   void release(size_t slot);
   void store_code(size_t slot, const uint64_t* code);
   void unlink_from_subject(size_t slot);
