@@ -8,7 +8,7 @@ LOCK := requirements/lock.txt
 STAMP := $(VENV)/.installed
 NATIVE_SOURCES := $(shell find native cmake -type f 2>/dev/null) CMakeLists.txt
 
-.PHONY: bench-pipeline docs all install models testdata datasets eval-accuracy calibrate demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers clean
+.PHONY: postgres bench-pipeline docs all install models testdata datasets eval-accuracy calibrate demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers clean
 
 all: install
 
@@ -64,7 +64,11 @@ lint: install
 deploy-tools:
 	PYTHON=$(PYTHON) bash scripts/deploy_tools.sh
 
-test: models testdata lint deploy-tools
+# Debian's PostgreSQL server package, when missing: the suite starts a server of its own on loopback.
+postgres:
+	bash scripts/ensure_postgres.sh
+
+test: models testdata lint deploy-tools postgres
 	$(VENV)/bin/pytest
 
 proto: install

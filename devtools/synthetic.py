@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy import Engine, func, select
 
-from retailface.services.personalization import db
+from retailface.services.personalization import db, migrations
 
 log = structlog.get_logger(__name__)
 
@@ -480,7 +480,7 @@ class DatabaseNotEmptyError(ValueError):
 def generate(engine: Engine, seed: int = 7, scale_name: str = "small", end: dt.date | None = None) -> dict[str, int]:
     """Fills an empty database; returns row counts. Deterministic for (seed, scale, end)."""
     scale = SCALES[scale_name]
-    db.migrate(engine)
+    migrations.migrate(engine)
     with db.read(engine) as conn:
         if conn.execute(select(func.count()).select_from(db.members)).scalar_one():
             raise DatabaseNotEmptyError("the database already has members; generate into an empty database")

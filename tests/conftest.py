@@ -1,4 +1,4 @@
-"""Fixtures shared by every test area: runtime secrets, service processes on free ports."""
+"""Fixtures shared by every test area: runtime secrets, service processes on free ports, a PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from postgres_server import PostgresServer
 
 from retailface.devtools.localstack import LocalStack, Runtime, free_port
 from retailface.services.shared.config import SERVICES
@@ -48,3 +49,15 @@ def tls_stack(tls_runtime: Runtime) -> Iterator[LocalStack]:
     local = LocalStack(tls_runtime, ports=_ports())
     yield local
     local.stop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (tests/postgres_server.py); fails, never skips, without one."""
+    try:
+        server = PostgresServer()
+    except FileNotFoundError as missing:
+        pytest.fail(str(missing), pytrace=False)
+    server.start()
+    yield server
+    server.remove()

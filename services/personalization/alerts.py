@@ -3,7 +3,8 @@
 Staff learn a member's name only when `consent.recognition` says they may greet them, and never
 anything sensitive or about purchases. A dissatisfaction alert is ranked by the member's trailing
 spend and raised at most once per shopper within the cool-down. Watchlist alerts are off unless
-enabled, and always need a person to confirm them. Alerts are published on the bus after commit.
+enabled, and always need a person to confirm them. Alerts are published on the bus after commit, and
+announced to the other replicas, which publish them to the staff screens connected to them (changes.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from retailface.services.personalization import db
+from retailface.services.personalization import db, dialects
 from retailface.services.personalization.base import DAY, Component, require_store, write_audit
 from retailface.services.personalization.consent import recognition
 from retailface.services.personalization.domain import (
@@ -83,6 +84,25 @@ def _new_alert(kind: str, event: VisitEvent, message: str, **fields: Any) -> Sta
     )
 
 
+def _alert_from_row(r: Any) -> StaffAlert:
+    """A stored alert as staff see it: the member id only with the name they may greet by."""
+    return StaffAlert(
+        alert_id=r.alert_id,
+        kind=r.kind,
+        store_id=r.store_id,
+        message=r.message,
+        raised_at=r.raised_at,
+        zone_id=r.zone_id,
+        lane_id=r.lane_id,
+        camera_id=r.camera_id,
+        member_id=(r.member_id or "") if r.display_name else "",
+        display_name=r.display_name,
+        priority=r.priority,
+        requires_confirmation=r.requires_confirmation,
+        track_id=r.track_id,
+    )
+
+
 class StaffAlerts(Component):
     def greeting(self, conn: Connection, event: VisitEvent, member: Member, notes: list[str]) -> list[StaffAlert]:
         """A discreet welcome for staff: the name the member allows, their favourite non-sensitive category."""
@@ -121,6 +141,7 @@ class StaffAlerts(Component):
         if member is None and not event.track_id:
             subject_key = f"lane:{event.store_id}:{event.lane_id}"
         since = event.at - self.settings.alert_cooldown_seconds
+        dialects.lock_key(conn, "alert_subject", subject_key)  # one alert per cool-down across replicas
         recent = conn.execute(
             _RECENT_ALERT, {"subject_key": subject_key, "kind": "dissatisfaction", "since": since}
         ).first()
@@ -223,24 +244,18 @@ class StaffAlerts(Component):
         with db.read(self.engine) as conn:
             require_store(conn, store_id)
             rows = conn.execute(query).all()
-        return [
-            StaffAlert(
-                alert_id=r.alert_id,
-                kind=r.kind,
-                store_id=r.store_id,
-                message=r.message,
-                raised_at=r.raised_at,
-                zone_id=r.zone_id,
-                lane_id=r.lane_id,
-                camera_id=r.camera_id,
-                member_id=(r.member_id or "") if r.display_name else "",
-                display_name=r.display_name,
-                priority=r.priority,
-                requires_confirmation=r.requires_confirmation,
-                track_id=r.track_id,
-            )
-            for r in rows
-        ]
+        return [_alert_from_row(r) for r in rows]
+
+    def by_ids(self, alert_ids: Iterable[str]) -> list[StaffAlert]:
+        """Stored alerts by id, oldest first, except withdrawn ones (raised on another replica: changes.py)."""
+        alerts = db.staff_alerts
+        query = (
+            select(alerts)
+            .where(alerts.c.alert_id.in_(list(alert_ids)), alerts.c.withdrawn.is_(False))
+            .order_by(alerts.c.raised_at, alerts.c.alert_id)
+        )
+        with db.read(self.engine) as conn:
+            return [_alert_from_row(r) for r in conn.execute(query)]
 
     def acknowledge(self, alert_id: str, staff_id: str, confirmed: bool, actor: str = "") -> None:
         if not alert_id:

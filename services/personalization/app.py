@@ -10,9 +10,10 @@ from __future__ import annotations
 import structlog
 from sqlalchemy import Engine
 
-from retailface.services.personalization import db
+from retailface.services.personalization import db, migrations
 from retailface.services.personalization.alert_bus import AlertBus
 from retailface.services.personalization.catalog_cache import CatalogCache
+from retailface.services.personalization.changes import ChangeFeed
 from retailface.services.personalization.outbox import (
     LogChannel,
     NotificationChannel,
@@ -41,7 +42,13 @@ def _outbox_worker(config: ServiceConfig, engine: Engine) -> OutboxWorker:
         float(config.get(f"{P}OUTBOX_RETRY_MAX_SECONDS")),
         int(config.get(f"{P}OUTBOX_MAX_ATTEMPTS")),
     )
-    return OutboxWorker(engine, channels, retry, poll_seconds=float(config.get(f"{P}OUTBOX_POLL_SECONDS")))
+    return OutboxWorker(
+        engine,
+        channels,
+        retry,
+        poll_seconds=float(config.get(f"{P}OUTBOX_POLL_SECONDS")),
+        lease_seconds=float(config.get(f"{P}OUTBOX_LEASE_SECONDS")),
+    )
 
 
 def build(config: ServiceConfig) -> Registration:
@@ -49,20 +56,22 @@ def build(config: ServiceConfig) -> Registration:
     checkpoint_seconds = float(config.get(f"{P}SQLITE_CHECKPOINT_SECONDS"))
     engine = db.open_engine(url, auto_checkpoint=checkpoint_seconds == 0)
     checkpointer = db.Checkpointer(engine, checkpoint_seconds)
-    version = db.migrate(engine)
+    version = migrations.migrate(engine)
     catalog = CatalogCache(engine, float(config.get(f"{P}CATALOG_RELOAD_SECONDS")))
     catalog.reload()
     models = ModelHolder(lambda: train(engine), float(config.get(f"{P}MODEL_REFRESH_SECONDS")))
     models.refresh()
     worker = _outbox_worker(config, engine)
-    personalization = Personalization(engine, models, settings_from(config), AlertBus(), worker, catalog)
-    background = (checkpointer, catalog, models, worker)  # stopped in reverse
+    changes = ChangeFeed(engine)  # PostgreSQL: what the other replicas change (changes.py)
+    personalization = Personalization(engine, models, settings_from(config), AlertBus(), worker, catalog, changes)
+    background = (checkpointer, catalog, changes, models, worker)  # stopped in reverse
     for part in background:
         part.start()
     log.info(
         "personalization_ready",
         schema_version=version,
         dialect=engine.dialect.name,
+        listening_to_replicas=changes.enabled,
         webhook="webhook" in worker.channel_kinds,
         watchlist=personalization.settings.watchlist_enabled,
     )

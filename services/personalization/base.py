@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, bindparam, select
 from retailface.services.personalization import audit_chain, db
 from retailface.services.personalization.alert_bus import AlertBus
 from retailface.services.personalization.catalog_cache import CatalogCache
+from retailface.services.personalization.changes import ChangeFeed
 from retailface.services.personalization.domain import Channel, Consent, Member, Preferences, QuietHours
 from retailface.services.personalization.outbox import OutboxWorker
 from retailface.services.personalization.recommender import ModelHolder, TrainedModel
@@ -29,18 +30,23 @@ DAY = 86_400.0
 
 _MEMBER_BY_ID = select(db.members).where(db.members.c.member_id == bindparam("member_id"))
 _MEMBER_BY_LOYALTY_NUMBER = select(db.members).where(db.members.c.loyalty_number == bindparam("loyalty_number"))
+# The same, keeping the row locked (FOR UPDATE) until the transaction ends: find_member(lock=True).
+_LOCKED_MEMBER_BY_ID = _MEMBER_BY_ID.with_for_update()
+_LOCKED_MEMBER_BY_LOYALTY_NUMBER = _MEMBER_BY_LOYALTY_NUMBER.with_for_update()
 _STORE_TIMEZONE = select(db.stores.c.timezone).where(db.stores.c.store_id == bindparam("store_id"))
 
 
 @dataclass
 class Resources:
-    """The database, the model, the tunables, the catalog copy, the alert bus and the outbox worker."""
+    """The database, the model, the tunables, the catalog copy, the alert bus, the change feed to the
+    other replicas and the outbox worker."""
 
     engine: Engine
     models: ModelHolder
     settings: Settings
     catalog: CatalogCache
     bus: AlertBus
+    changes: ChangeFeed
     outbox: OutboxWorker | None = None  # None: notifications are queued, nobody wakes a worker
 
 
@@ -65,6 +71,10 @@ class Component:
     @property
     def bus(self) -> AlertBus:
         return self.resources.bus
+
+    @property
+    def changes(self) -> ChangeFeed:
+        return self.resources.changes
 
     @property
     def model(self) -> TrainedModel | None:
@@ -124,22 +134,34 @@ def require_skus(conn: Connection, skus: Iterable[str]) -> None:
         raise NotFound(f"unknown sku {missing[0]!r}")
 
 
-def load_member(conn: Connection, member_id: str) -> Member:
+def load_member(conn: Connection, member_id: str, lock: bool = False) -> Member:
+    """The member; with `lock`, their row stays locked until the transaction ends (see `find_member`)."""
     if not member_id:
         raise InvalidArgument("member_id is required")
-    row = conn.execute(_MEMBER_BY_ID, {"member_id": member_id}).first()
+    row = conn.execute(_LOCKED_MEMBER_BY_ID if lock else _MEMBER_BY_ID, {"member_id": member_id}).first()
     if row is None:
         raise NotFound(f"unknown member {member_id!r}")
     return _member_from_row(row)
 
 
-def find_member(conn: Connection, member_id: str = "", loyalty_number: str = "") -> Member:
-    """The member by id, else by loyalty number."""
+def find_member(conn: Connection, member_id: str = "", loyalty_number: str = "", lock: bool = False) -> Member:
+    """The member by id, else by loyalty number.
+
+    `lock=True` (SELECT ... FOR UPDATE on PostgreSQL; SQLite's write lock already serialises writers)
+    is how a write that depends on what the member has had so far stays right with several replicas
+    writing at once: frequency caps, consent changes. A second transaction for the same member waits
+    until the first commits, and then (READ COMMITTED) reads what it wrote, such as the offers it
+    delivered. A row lock was chosen over a unique constraint (a cap is a count in a sliding 24-hour
+    window, which no constraint expresses) and over SERIALIZABLE (a retry would re-run the whole call,
+    with its new offer ids and notifications). Lock order, to stay free of deadlocks: the member row
+    first, then the audit chain head (write_audit), which every caller takes after this.
+    """
     if member_id:
-        return load_member(conn, member_id)
+        return load_member(conn, member_id, lock)
     if not loyalty_number:
         raise InvalidArgument("member_id (or loyalty_number) is required")
-    row = conn.execute(_MEMBER_BY_LOYALTY_NUMBER, {"loyalty_number": loyalty_number}).first()
+    statement = _LOCKED_MEMBER_BY_LOYALTY_NUMBER if lock else _MEMBER_BY_LOYALTY_NUMBER
+    row = conn.execute(statement, {"loyalty_number": loyalty_number}).first()
     if row is None:
         raise NotFound(f"unknown loyalty number {loyalty_number!r}")
     return _member_from_row(row)

@@ -1,7 +1,8 @@
 """The catalog as the back office writes it: products, stock per store, and campaigns.
 
 Every write is audited and then refreshes the in-memory copy (catalog_cache.py) that the offer
-path reads, after its transaction commits.
+path reads, after its transaction commits; the other replicas refresh theirs when it commits
+(changes.py).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Catalog(Component):
         with db.write(self.engine) as conn:
             conn.execute(db.upsert(self.engine, db.products), rows)
             write_audit(conn, actor, "update", "catalog", "products", count=len(products))
+            self.changes.catalog_changed(conn)
         self.catalog_cache.reload()
         return len(products)
 
@@ -76,6 +78,7 @@ class Catalog(Component):
                     raise InvalidArgument(f"sku {item.sku!r}: on_hand must be >= 0")
             conn.execute(db.upsert(self.engine, db.inventory), [{**asdict(item), "updated_at": now} for item in items])
             write_audit(conn, actor, "update", "inventory", "set", count=len(items))
+            self.changes.catalog_changed(conn)
         self.catalog_cache.reload()
         return len(items)
 
@@ -90,5 +93,6 @@ class Catalog(Component):
             row = {**campaign_to_row(campaign), "updated_at": time.time()}
             conn.execute(db.upsert(self.engine, db.campaigns).values(**row))
             write_audit(conn, actor, "update", f"campaign:{campaign.campaign_id}", campaign.name)
+            self.changes.catalog_changed(conn)
         self.catalog_cache.reload()
         return campaign

@@ -3,8 +3,10 @@
 Offers need the product, its stock at the store and the active campaigns for every candidate;
 reading them from the database on each request costs more than the rest of the request. This
 service is the writer of the catalog (UpsertProducts, SetInventory, RecordPurchase), so it updates
-the copy in the same call, after its transaction commits; a background reload (every
-`reload_seconds`) picks up anything written by other means. Readers get an immutable snapshot.
+the copy in the same call, after its transaction commits. Other replicas apply the change when they
+hear of it (`apply_change`, called by changes.py's listener on PostgreSQL), and a background reload
+(every `reload_seconds`) picks up anything written by other means or missed. Readers get an
+immutable snapshot.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -112,6 +114,14 @@ class CatalogCache:
             self._snapshot = CatalogSnapshot(
                 old.products, stock, old.campaigns, old.sensitive_categories, old.loaded_at
             )
+
+    def apply_change(self, change: Mapping[str, Any]) -> None:
+        """Applies a change another replica announced (changes.py): some items' stock, else everything."""
+        skus = change.get("skus")
+        if change.get("store_id") and isinstance(skus, list):
+            self.refresh_stock(str(change["store_id"]), (str(sku) for sku in skus))
+        else:
+            self.reload()
 
     def start(self) -> None:
         if self._reloader is not None:

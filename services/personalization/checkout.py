@@ -60,7 +60,7 @@ class Checkout(Component):
                 raise NotFound(f"unknown sku {missing[0]!r} in the basket")
             member: Member | None = None
             if member_id or loyalty_number:
-                member = find_member(conn, member_id, loyalty_number)
+                member = find_member(conn, member_id, loyalty_number, lock=True)  # frequency caps
                 method = "loyalty_card" if loyalty_number and identified_by == "unspecified" else identified_by
                 if method == "face" and not member.consent.allows(SCOPE_FACE_IDENTIFICATION):
                     result.notes.append(f"no consent for {SCOPE_FACE_IDENTIFICATION}: the face match is not used")

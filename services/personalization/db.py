@@ -1,26 +1,23 @@
-"""Schema, engine and versioned migrations of the personalization database (SQLAlchemy Core).
+"""Schema, engine and transactions of the personalization database (SQLAlchemy Core).
 
-SQLite is the embedded default (WAL, foreign keys on, busy timeout, write transactions that take
-the write lock up front with BEGIN IMMEDIATE so that two writers wait for each other instead of
-failing); any SQLAlchemy URL works, so PostgreSQL is one setting away.
+SQLite is the embedded default (one writer: WAL, BEGIN IMMEDIATE, see dialects.py); PostgreSQL
+(psycopg 3, `postgresql+psycopg://...`) serves several replicas writing at once. One schema, below,
+for both. Times are stored as UTC epoch seconds (double): comparable and portable across dialects.
 
-Times are stored as UTC epoch seconds (double): comparable and portable across dialects.
-Migrations are ordered functions recorded in `schema_migrations`; a database is brought to the
-newest version at start-up, each migration in its own transaction. The tables below are the
-schema of version 1; a later schema change is a new migration that alters them (never an edit of
-an applied migration).
+The tables below are the schema of version 1 (migrations.py brings a database to the newest
+version); a later schema change is a new migration that alters them, never an edit of an applied one.
+
+`write()` and `read()` are the only transactions the domain modules use. A database out of reach
+(server down, connection lost mid-transaction) surfaces from them as `Unavailable` ("personalization
+database unavailable: ...; retry"): the transaction is rolled back whole, and the engine's pool
+(pre-ping) reconnects by itself on the next call.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-import time
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import structlog
 from sqlalchemy import (
@@ -37,14 +34,25 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
-    event,
-    insert,
-    select,
+    exc,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from retailface.services.personalization import audit_chain
-from retailface.services.shared.periodic import PeriodicWorker
+from retailface.services.personalization.dialects import (
+    Checkpointer as Checkpointer,
+)
+from retailface.services.personalization.dialects import (
+    configure_sqlite,
+    first_line,
+    is_unavailable,
+    sqlite_write_lock,
+)
+from retailface.services.personalization.dialects import (
+    insert_ignoring_duplicates as insert_ignoring_duplicates,
+)
+from retailface.services.personalization.dialects import (
+    upsert as upsert,
+)
+from retailface.services.shared.errors import Unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -327,122 +335,37 @@ audit_chain_head = Table(
     Column("row_hash", String(64), nullable=False),
 )
 
-schema_migrations = Table(
-    "schema_migrations",
-    MetaData(),
-    Column("version", Integer, primary_key=True),
-    Column("name", String(200), nullable=False),
-    Column("applied_at", Double, nullable=False),
-)
-
-
-def _v1_initial_schema(conn: Connection) -> None:
-    metadata.create_all(conn)
-
-
-def _v2_audit_hash_chain(conn: Connection) -> None:
-    audit_chain.migrate(conn, audit_log, audit_chain_head)
-
-
-# Ordered; append only. Each entry: (version, name, function applied inside one transaction).
-MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
-    (1, "initial schema", _v1_initial_schema),
-    (2, "audit hash chain", _v2_audit_hash_chain),
-]
-
-
-def current_version(engine: Engine) -> int:
-    with engine.connect() as conn:
-        schema_migrations.create(conn, checkfirst=True)
-        conn.commit()
-        versions = conn.execute(select(schema_migrations.c.version)).scalars().all()
-    return max(versions, default=0)
-
-
-def migrate(engine: Engine) -> int:
-    """Applies the migrations this database lacks, in order; returns the resulting version."""
-    version = current_version(engine)
-    for number, name, apply in MIGRATIONS:
-        if number <= version:
-            continue
-        with write(engine) as conn:
-            apply(conn)
-            conn.execute(insert(schema_migrations).values(version=number, name=name, applied_at=time.time()))
-        log.info("migration_applied", version=number, name=name)
-        version = number
-    return version
-
-
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int, auto_checkpoint: bool) -> None:
-    @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # We emit BEGIN ourselves (below), so pysqlite must not.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        if not auto_checkpoint:  # a Checkpointer thread does it, off the request path
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def on_begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
 
 def default_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir).expanduser() / 'personalization.sqlite3'}"
 
 
 def open_engine(url: str, busy_timeout_ms: int = 10_000, auto_checkpoint: bool = True) -> Engine:
-    """An engine for `url`; SQLite files get their directory created and the pragmas above.
+    """An engine for `url`; SQLite files get their directory created and the pragmas of dialects.py.
 
     With auto_checkpoint=False, SQLite no longer copies the WAL back into the database inside the
     commit that crosses 1000 pages (a 10-60 ms stall of that request); run a `Checkpointer`.
+    PostgreSQL connections are pinged when taken from the pool, so a restarted server or a killed
+    backend costs one reconnect, not a failed call.
     """
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine, busy_timeout_ms, auto_checkpoint)
+        configure_sqlite(engine, busy_timeout_ms, auto_checkpoint)
     return engine
 
 
-class Checkpointer:
-    """Checkpoints the SQLite WAL (PASSIVE: never waits for readers or writers); `start()` does it every
-    `interval_seconds` in the background. Other dialects have nothing to checkpoint: start() does nothing."""
-
-    def __init__(self, engine: Engine, interval_seconds: float = 1.0) -> None:
-        self._engine = engine
-        background = engine.dialect.name == "sqlite" and interval_seconds > 0
-        self._worker = PeriodicWorker("sqlite-checkpoint", interval_seconds, self.checkpoint) if background else None
-
-    def checkpoint(self) -> None:
-        with self._engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-
-    def start(self) -> None:
-        if self._worker is not None:
-            self._worker.start()
-
-    def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
-
-
-_SQLITE_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
-_SQLITE_WRITE_LOCKS_GUARD = threading.Lock()
-
-
-def _sqlite_write_lock(engine: Engine) -> threading.Lock:
-    with _SQLITE_WRITE_LOCKS_GUARD:
-        lock = _SQLITE_WRITE_LOCKS.get(engine)
-        if lock is None:
-            lock = _SQLITE_WRITE_LOCKS[engine] = threading.Lock()
-        return lock
+@contextmanager
+def unavailable_on_outage(dialect: str) -> Iterator[None]:
+    """Turns "the database is out of reach" into `Unavailable`; any other error passes as it is."""
+    try:
+        yield
+    except exc.DBAPIError as error:
+        if not is_unavailable(error, dialect):
+            raise
+        log.warning("personalization_database_unavailable", dialect=dialect, error=first_line(error))
+        raise Unavailable(f"personalization database unavailable: {first_line(error)}; retry") from error
 
 
 @contextmanager
@@ -451,13 +374,14 @@ def write(engine: Engine) -> Iterator[Connection]:
 
     SQLite has one writer at a time. Writers of this process queue on a Python lock, which hands
     over at once, instead of SQLite's busy handler, which polls with sleeps of 1 ms and more;
-    other processes still meet the busy timeout.
+    other processes still meet the busy timeout. PostgreSQL writers run side by side (READ
+    COMMITTED); what must not interleave takes a lock (dialects.py).
     """
     if engine.dialect.name != "sqlite":
-        with engine.connect() as conn, conn.begin():
+        with unavailable_on_outage(engine.dialect.name), engine.connect() as conn, conn.begin():
             yield conn
         return
-    with _sqlite_write_lock(engine), engine.connect() as conn:
+    with sqlite_write_lock(engine), engine.connect() as conn:
         conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             yield conn
@@ -465,33 +389,5 @@ def write(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def read(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as conn, conn.begin():
+    with unavailable_on_outage(engine.dialect.name), engine.connect() as conn, conn.begin():
         yield conn
-
-
-def insert_ignoring_duplicates(engine: Engine, table: Table) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING for the engine's dialect (built once per dialect and table)."""
-    return _insert_ignoring_duplicates(engine.dialect.name, table)
-
-
-@functools.cache
-def _insert_ignoring_duplicates(dialect: str, table: Table) -> Any:
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    raise ValueError(f"unsupported database dialect {dialect!r}; use sqlite or postgresql")
-
-
-def upsert(engine: Engine, table: Table) -> Any:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET every other column, for the engine's dialect."""
-    statement: sqlite.Insert | postgresql.Insert
-    if engine.dialect.name == "sqlite":
-        statement = sqlite.insert(table)
-    elif engine.dialect.name == "postgresql":
-        statement = postgresql.insert(table)
-    else:
-        raise ValueError(f"unsupported database dialect {engine.dialect.name!r}; use sqlite or postgresql")
-    keys = [column.name for column in table.primary_key]
-    others = {column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys}
-    return statement.on_conflict_do_update(index_elements=keys, set_=others)

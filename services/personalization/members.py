@@ -154,7 +154,7 @@ class Members(Component):
 
     def update_preferences(self, preferences: Preferences, actor: str = "") -> Preferences:
         with db.write(self.engine) as conn:
-            load_member(conn, preferences.member_id)
+            load_member(conn, preferences.member_id, lock=True)
             values = preference_values(preferences)
             _update_member(conn, preferences.member_id, **values, updated_at=time.time())
             write_audit(conn, actor, "update", preferences.member_id, "preferences")
@@ -164,7 +164,7 @@ class Members(Component):
 
     def grant_consent(self, member_id: str, consent: Consent, actor: str = "") -> Member:
         with db.write(self.engine) as conn:
-            load_member(conn, member_id)
+            load_member(conn, member_id, lock=True)
             self._grant(conn, member_id, consent, actor, time.time())
             return load_member(conn, member_id)
 
@@ -194,7 +194,7 @@ class Members(Component):
         check_scopes(scopes)
         now = time.time()
         with db.write(self.engine) as conn:
-            member = load_member(conn, member_id)
+            member = load_member(conn, member_id, lock=True)  # the scopes we narrow are the current ones
             revoked = set(scopes or SCOPES)
             remaining = ",".join(s for s in SCOPES if s in member.consent.scopes and s not in revoked)
             revoked_at = None if remaining else now
@@ -222,7 +222,7 @@ class Members(Component):
         """Deletes the member's personal data; purchases stay for accounting, anonymised. Returns counts."""
         counts: dict[str, int] = {}
         with db.write(self.engine) as conn:
-            load_member(conn, member_id)
+            load_member(conn, member_id, lock=True)
             for table in PERSONAL_DATA:
                 counts[table.name] = int(conn.execute(delete(table).where(table.c.member_id == member_id)).rowcount)
             counts["transactions_anonymised"] = int(

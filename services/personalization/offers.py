@@ -160,7 +160,7 @@ class Offers(Component):
         channel = (context or "unspecified")[:32]
         with db.write(self.engine) as conn:
             require_store(conn, store_id)
-            member = load_member(conn, member_id)
+            member = load_member(conn, member_id, lock=True)  # frequency caps: see base.find_member
             write_audit(conn, actor, "read", member_id, "offers", now, store_id=store_id, context=channel)
             if not member.consent.allows(SCOPE_PERSONALIZED_OFFERS):
                 return OffersResult(notes=[f"no consent for {SCOPE_PERSONALIZED_OFFERS}: no personalized offers"])

@@ -6,7 +6,8 @@ sends due notifications through their channel (an HTTP webhook, or the log for t
 failure or a timeout schedules a retry with exponential backoff (capped), and after
 `max_attempts` the row is kept as `dead` for an operator, never deleted. The receiver sees the
 same Idempotency-Key on every retry of one notification, so it can apply it exactly once.
-No RPC ever waits for a channel: enqueueing is a row insert.
+No RPC ever waits for a channel: enqueueing is a row insert. Several replicas share the table:
+each notification is claimed and sent by one of them (`OutboxWorker`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -113,8 +114,9 @@ def enqueue(
     now: float,
 ) -> bool:
     """Adds a notification inside the caller's transaction; False when the key was already queued."""
-    result = conn.execute(
-        db.insert_ignoring_duplicates(engine, db.notification_outbox),
+    # RETURNING says whether a row went in, on both dialects (psycopg reports rowcount -1 for this insert).
+    inserted = conn.execute(
+        db.insert_ignoring_duplicates(engine, db.notification_outbox).returning(db.notification_outbox.c.id),
         {
             "idempotency_key": idempotency_key,
             "member_id": member_id,
@@ -128,8 +130,8 @@ def enqueue(
             "created_at": now,
             "delivered_at": None,
         },
-    )
-    return bool(result.rowcount)
+    ).first()
+    return inserted is not None
 
 
 def cancel_pending(conn: Connection, member_id: str) -> int:
@@ -142,10 +144,33 @@ def cancel_pending(conn: Connection, member_id: str) -> int:
     return int(result.rowcount)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A notification this worker holds the lease on: nobody else sends it until `next_attempt_at` passes."""
+
+    id: int
+    idempotency_key: str
+    channel: str
+    address: str
+    payload: str
+    attempts: int  # including this one; it fences the claim: a stale worker's update matches no row
+
+
 class OutboxWorker:
     """Drains the outbox in a background thread: a pass at start, then every `poll_seconds` or when woken.
 
-    `deliver_due()` is one pass (tests call it directly); passes never overlap.
+    `deliver_due()` is one pass (tests call it directly); passes of one worker never overlap.
+
+    Several replicas each run a worker on the same table; each notification is sent by one of them.
+    A worker claims one due row at a time in a short transaction: `SELECT ... FOR UPDATE SKIP LOCKED`
+    (a row another replica is claiming is skipped, not waited for), then pushes its `next_attempt_at`
+    `lease_seconds` ahead and counts the attempt. The row is then not due for anyone while this
+    worker sends it, outside any transaction. Success marks it delivered; failure schedules the
+    retry. A worker that dies mid-way (claimed, never completed) leaves the row pending: once the
+    lease has passed it is due again and another worker sends it, with the same Idempotency-Key.
+    The lease must outlast one send (the channel's timeout); the completion only applies while the
+    row still carries this claim's attempt number. SQLite renders no FOR UPDATE: its one write lock
+    serialises the claims.
     """
 
     def __init__(
@@ -155,12 +180,14 @@ class OutboxWorker:
         policy: RetryPolicy,
         poll_seconds: float = 1.0,
         batch_size: int = 50,
+        lease_seconds: float = 60.0,
     ) -> None:
         self._engine = engine
         self._channels = dict(channels)
         self._policy = policy
         self._batch_size = batch_size
-        self._pass_lock = threading.Lock()  # one pass at a time: a row is never sent twice concurrently
+        self._lease_seconds = lease_seconds
+        self._pass_lock = threading.Lock()  # one pass at a time in this process
         self._worker = PeriodicWorker("personalization-outbox", poll_seconds, self._background_pass, run_first=True)
 
     @property
@@ -168,73 +195,92 @@ class OutboxWorker:
         return frozenset(self._channels)
 
     def deliver_due(self, now: float | None = None) -> int:
-        """Sends every due notification once; returns how many were delivered."""
+        """Sends every due notification once (at most `batch_size`); returns how many were delivered."""
         with self._pass_lock:
             now = time.time() if now is None else now
-            outbox = db.notification_outbox
-            with db.read(self._engine) as conn:
-                due = conn.execute(
-                    select(
-                        outbox.c.id,
-                        outbox.c.idempotency_key,
-                        outbox.c.channel,
-                        outbox.c.address,
-                        outbox.c.payload,
-                        outbox.c.attempts,
-                    )
-                    .where(outbox.c.status == STATUS_PENDING, outbox.c.next_attempt_at <= now)
-                    .order_by(outbox.c.next_attempt_at, outbox.c.id)
-                    .limit(self._batch_size)
-                ).all()
+            attempted: list[int] = []
             delivered = 0
-            for row in due:
-                if self._worker.stopping:
+            while len(attempted) < self._batch_size and not self._worker.stopping:
+                claim = self.claim(now, exclude=attempted)
+                if claim is None:
                     break
-                delivered += self._attempt(row)
+                attempted.append(claim.id)
+                delivered += self._attempt(claim)
             return delivered
 
-    def _attempt(self, row: Any) -> int:
+    def claim(self, now: float | None = None, exclude: Sequence[int] = ()) -> Claim | None:
+        """Takes the lease on the most overdue pending notification (None when nothing is due)."""
+        now = time.time() if now is None else now
         outbox = db.notification_outbox
-        with db.read(self._engine) as conn:  # cancelled (consent revoked) since we read the batch?
-            status = conn.execute(select(outbox.c.status).where(outbox.c.id == row.id)).scalar_one_or_none()
-        if status != STATUS_PENDING:
-            return 0
-        attempts = row.attempts + 1
-        channel = self._channels.get(row.channel)
+        due = (
+            select(
+                outbox.c.id,
+                outbox.c.idempotency_key,
+                outbox.c.channel,
+                outbox.c.address,
+                outbox.c.payload,
+                outbox.c.attempts,
+            )
+            .where(outbox.c.status == STATUS_PENDING, outbox.c.next_attempt_at <= now)
+            .order_by(outbox.c.next_attempt_at, outbox.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if exclude:
+            due = due.where(outbox.c.id.not_in(exclude))
+        with db.write(self._engine) as conn:
+            row = conn.execute(due).first()
+            if row is None:
+                return None
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(next_attempt_at=now + self._lease_seconds, attempts=row.attempts + 1)
+            )
+        return Claim(row.id, row.idempotency_key, row.channel, row.address, row.payload, row.attempts + 1)
+
+    def _complete(self, claim: Claim, **values: Any) -> bool:
+        """Applies the outcome of a claim's attempt, unless another worker has re-claimed the row since."""
+        outbox = db.notification_outbox
+        with db.write(self._engine) as conn:
+            result = conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id == claim.id,
+                    outbox.c.attempts == claim.attempts,
+                    outbox.c.status == STATUS_PENDING,
+                )
+                .values(**values)
+            )
+        if not result.rowcount:
+            log.warning("notification_claim_lost", idempotency_key=claim.idempotency_key, attempts=claim.attempts)
+        return bool(result.rowcount)
+
+    def _attempt(self, claim: Claim) -> int:
+        channel = self._channels.get(claim.channel)
         try:
             if channel is None:
-                raise DeliveryError(f"channel {row.channel!r} is not configured")
-            channel.send(row.idempotency_key, row.address, json.loads(row.payload))
+                raise DeliveryError(f"channel {claim.channel!r} is not configured")
+            channel.send(claim.idempotency_key, claim.address, json.loads(claim.payload))
         except Exception as error:  # any failure of a channel is retried; it must never kill the worker
-            OUTBOX_FAILURES.labels(row.channel).inc()
-            dead = attempts >= self._policy.max_attempts
-            retry_at = time.time() + self._policy.delay(attempts)
-            with db.write(self._engine) as conn:
-                conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row.id)
-                    .values(
-                        attempts=attempts,
-                        last_error=str(error)[:500],
-                        next_attempt_at=retry_at,
-                        status=STATUS_DEAD if dead else STATUS_PENDING,
-                    )
-                )
+            OUTBOX_FAILURES.labels(claim.channel).inc()
+            dead = claim.attempts >= self._policy.max_attempts
+            self._complete(
+                claim,
+                last_error=str(error)[:500],
+                next_attempt_at=time.time() + self._policy.delay(claim.attempts),
+                status=STATUS_DEAD if dead else STATUS_PENDING,
+            )
             log.warning(
                 "notification_failed",
-                idempotency_key=row.idempotency_key,
-                channel=row.channel,
-                attempts=attempts,
+                idempotency_key=claim.idempotency_key,
+                channel=claim.channel,
+                attempts=claim.attempts,
                 error=str(error),
                 dead=dead,
             )
             return 0
-        with db.write(self._engine) as conn:
-            conn.execute(
-                update(outbox)
-                .where(outbox.c.id == row.id)
-                .values(attempts=attempts, status=STATUS_DELIVERED, delivered_at=time.time(), last_error="")
-            )
+        self._complete(claim, status=STATUS_DELIVERED, delivered_at=time.time(), last_error="")
         return 1
 
     def pending(self) -> int:

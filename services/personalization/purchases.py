@@ -10,9 +10,9 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, select, update
 
-from retailface.services.personalization import db
+from retailface.services.personalization import db, dialects
 from retailface.services.personalization.base import (
     Component,
     find_member,
@@ -47,6 +47,7 @@ class Purchases(Component):
                 raise InvalidArgument(f"line {line.sku!r}: quantity must be > 0 and unit_price >= 0")
         transactions = db.transactions
         with db.write(self.engine) as conn:
+            dialects.lock_key(conn, "transaction", purchase.transaction_id)  # one replica records it
             seen = select(transactions.c.transaction_id).where(transactions.c.transaction_id == purchase.transaction_id)
             if conn.execute(seen).first() is not None:
                 return True
@@ -80,6 +81,7 @@ class Purchases(Component):
                 ],
             )
             self._take_off_the_shelf(conn, purchase)
+            self.changes.stock_changed(conn, purchase.store_id, skus)
             if member_id and purchase.redeemed_offer_ids:
                 conn.execute(
                     update(db.offer_deliveries)
@@ -104,7 +106,7 @@ class Purchases(Component):
         return False
 
     def _take_off_the_shelf(self, conn: Connection, purchase: Purchase) -> None:
-        greatest = func.max if self.engine.dialect.name == "sqlite" else func.greatest
+        greatest = dialects.greatest(self.engine)
         for line in purchase.lines:
             conn.execute(
                 update(db.inventory)

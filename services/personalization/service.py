@@ -9,11 +9,15 @@
     catalog    products, stock and campaigns (catalog.py)
     audit      the audit log (audit.py)
 
-Plain Python over the database (db.py), the recommender, the outbox and the alert bus; the gRPC
-servicer only converts messages and calls these. Privacy rules live with the module they govern.
+Plain Python over the database (db.py), the recommender, the outbox, the alert bus and the change
+feed between replicas (changes.py); the gRPC servicer only converts messages and calls these.
+Privacy rules live with the module they govern.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -23,6 +27,7 @@ from retailface.services.personalization.audit import AuditLog
 from retailface.services.personalization.base import Component, Resources
 from retailface.services.personalization.catalog import Catalog
 from retailface.services.personalization.catalog_cache import CatalogCache
+from retailface.services.personalization.changes import ALERTS, CATALOG, ChangeFeed
 from retailface.services.personalization.checkout import Checkout
 from retailface.services.personalization.members import Members
 from retailface.services.personalization.offers import Offers
@@ -42,11 +47,13 @@ class Personalization(Component):
         bus: AlertBus | None = None,
         worker: OutboxWorker | None = None,
         catalog: CatalogCache | None = None,
+        changes: ChangeFeed | None = None,
     ) -> None:
         cache = catalog or CatalogCache(engine, reload_seconds=0)
         if not cache.snapshot.loaded_at:
             cache.reload()
-        super().__init__(Resources(engine, models, settings or Settings(), cache, bus or AlertBus(), worker))
+        feed = changes or ChangeFeed(engine)
+        super().__init__(Resources(engine, models, settings or Settings(), cache, bus or AlertBus(), feed, worker))
         self.offers = Offers(self.resources)
         self.checkout = Checkout(self.resources, self.offers)
         self.alerts = StaffAlerts(self.resources)
@@ -55,7 +62,16 @@ class Personalization(Component):
         self.members = Members(self.resources)
         self.catalog = Catalog(self.resources)
         self.audit = AuditLog(self.resources)
+        # What other replicas change (PostgreSQL; the wiring, app.py, starts the listener): their
+        # catalog writes, and the alerts they raise, for the staff screens connected here.
+        feed.on(CATALOG, cache.apply_change)
+        feed.on(ALERTS, self._publish_alerts_of_other_replicas)
+        feed.on_reconnect(cache.reload)
+
+    def _publish_alerts_of_other_replicas(self, change: Mapping[str, Any]) -> None:
+        self.bus.publish(self.alerts.by_ids(change["alert_ids"]))
 
     def close(self) -> None:
-        """Ends the staff alert streams (server shutdown)."""
+        """Ends the staff alert streams and stops listening to other replicas (server shutdown)."""
         self.bus.close()
+        self.changes.stop()

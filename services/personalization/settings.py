@@ -57,6 +57,13 @@ SETTINGS: list[Setting] = [
     Setting(f"{P}WEBHOOK_TIMEOUT_SECONDS", parse_positive_float, 5.0, "timeout of one webhook POST"),
     Setting(f"{P}OUTBOX_POLL_SECONDS", parse_positive_float, 1.0, "how often the outbox worker looks for due items"),
     Setting(
+        f"{P}OUTBOX_LEASE_SECONDS",
+        parse_positive_float,
+        60.0,
+        "how long a replica holds a notification it is sending; one it claimed and never finished (it died) "
+        "is sent by another replica after this. Keep it above the webhook timeout",
+    ),
+    Setting(
         f"{P}OUTBOX_RETRY_BASE_SECONDS",
         parse_positive_float,
         2.0,
@@ -79,7 +86,8 @@ SETTINGS: list[Setting] = [
         f"{P}CATALOG_RELOAD_SECONDS",
         parse_non_negative_float,
         60.0,
-        "reload the in-memory catalog, stock and campaigns this often (0: only on this service's writes)",
+        "reload the in-memory catalog, stock and campaigns this often (0: only on writes through this service; "
+        "on PostgreSQL every replica also reloads at once on another replica's write, by LISTEN/NOTIFY)",
     ),
     Setting(f"{P}OFFERS_PER_VISIT", parse_positive_int, 3, "offers per visit or request when the member set none"),
     Setting(

@@ -4,7 +4,8 @@ the offers they push to the member's phone.
 A face match is used only with the face_identification scope; otherwise the event is kept as an
 anonymous one. Pushes need the personalized_offers scope, wait out the member's quiet hours and go
 through the outbox (queued in the same transaction, sent by its worker). An event id is recorded
-once: a repeated event changes nothing.
+once: a repeated event changes nothing, also when two replicas receive it at the same time (a
+transaction-scoped lock on the event id, then the check; the primary key is the last line of defence).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import zoneinfo
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from retailface.services.personalization import db, outbox
+from retailface.services.personalization import db, dialects, outbox
 from retailface.services.personalization.alerts import StaffAlerts, on_watchlist
 from retailface.services.personalization.base import Component, Resources, load_member, require_store, write_audit
 from retailface.services.personalization.domain import (
@@ -75,6 +76,8 @@ class Visits(Component):
             raise InvalidArgument(f"event type must be one of {', '.join(VISIT_EVENT_TYPES)}")
         result = VisitResult()
         with db.write(self.engine) as conn:
+            # Replicas handling the same event (a retried relay) take turns here; the later one sees it.
+            dialects.lock_key(conn, "visit_event", event.event_id)
             if conn.execute(_VISIT_EVENT_EXISTS, {"event_id": event.event_id}).first() is not None:
                 return VisitResult(duplicate=True)
             require_store(conn, event.store_id)
@@ -105,6 +108,7 @@ class Visits(Component):
                 result.offers_pushed = self._push_offers(conn, event, member, result.notes)
             if event.lane_id and event.negative_fraction is not None:
                 result.alerts_raised += self._alerts.dissatisfaction(conn, event, member)
+            self.changes.alerts_raised(conn, (alert.alert_id for alert in result.alerts_raised))
         self.bus.publish(result.alerts_raised)
         if result.offers_pushed and self.resources.outbox is not None:
             self.resources.outbox.wake()
@@ -117,7 +121,7 @@ class Visits(Component):
         if not event.member_id:
             return None
         try:
-            member = load_member(conn, event.member_id)
+            member = load_member(conn, event.member_id, lock=True)  # frequency caps: see base.find_member
         except NotFound:
             if watchlisted:  # a watchlist subject is not a member
                 return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from sqlalchemy import (
 )
 
 from retailface.client import admin_cli
-from retailface.services.personalization import app, audit_chain, db, settings
+from retailface.services.personalization import app, audit_chain, db, migrations, settings
 from retailface.services.personalization.audit import verify_chain
 from retailface.services.personalization.base import write_audit
 from retailface.services.personalization.service import Personalization
@@ -60,7 +59,7 @@ def _count(engine: Engine) -> int:
 
 def test_a_fresh_log_verifies(tmp_path: Path) -> None:
     engine = db.open_engine(f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
-    db.migrate(engine)
+    migrations.migrate(engine)
     assert verify_chain(engine).intact and verify_chain(engine).rows == 0
     _write(engine, 5)
     report = verify_chain(engine)
@@ -134,9 +133,11 @@ def test_a_row_inserted_around_the_writer_is_found(engine: Engine) -> None:
 def test_the_migration_chains_rows_written_before_the_chain(tmp_path: Path) -> None:
     engine = db.open_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
     with db.write(engine) as conn:  # a database at version 1, with the audit_log of version 1
-        db.schema_migrations.create(conn)
-        db.MIGRATIONS[0][2](conn)
-        conn.execute(insert(db.schema_migrations).values(version=1, name="initial schema", applied_at=time.time()))
+        migrations.schema_migrations.create(conn)
+        migrations.MIGRATIONS[0][2](conn)
+        conn.execute(
+            insert(migrations.schema_migrations).values(version=1, name="initial schema", applied_at=time.time())
+        )
         db.audit_chain_head.drop(conn)
         db.audit_log.drop(conn)
         old = Table(
@@ -155,7 +156,7 @@ def test_the_migration_chains_rows_written_before_the_chain(tmp_path: Path) -> N
             {"at": 1e9 + i, "actor": "a", "action": "read", "subject": f"m-{i}", "detail": "{}"} for i in range(2500)
         ]
         conn.execute(insert(old), rows)
-    assert db.migrate(engine) == len(db.MIGRATIONS)
+    assert migrations.migrate(engine) == len(migrations.MIGRATIONS)
     report = verify_chain(engine)
     assert report.intact and report.rows == 2500
     _write(engine, 2)  # new rows continue the migrated chain
@@ -182,9 +183,7 @@ def _any_member(engine: Engine) -> str:
 
 
 @pytest.fixture
-def server(seeded, tmp_path: Path) -> Iterator[RunningServer]:
-    database = tmp_path / "grpc.sqlite3"
-    shutil.copyfile(seeded.path, database)
+def server(database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
     tokens_file = tmp_path / "tokens.json"
     tokens_file.write_text(json.dumps({role: [token] for role, token in TOKENS.items()}))
     environ = {
@@ -192,7 +191,7 @@ def server(seeded, tmp_path: Path) -> Iterator[RunningServer]:
         "RETAILFACE_PORT": "0",
         "RETAILFACE_METRICS_PORT": "0",
         "RETAILFACE_AUTH_TOKENS_FILE": str(tokens_file),
-        "RETAILFACE_PERSONALIZATION_DB_URL": f"sqlite:///{database}",
+        "RETAILFACE_PERSONALIZATION_DB_URL": database_url,
         "RETAILFACE_PERSONALIZATION_MODEL_REFRESH_SECONDS": "0",
     }
     cfg = config_module.load("personalization", settings.SETTINGS, argv=[], environ=environ)

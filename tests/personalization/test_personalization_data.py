@@ -13,7 +13,7 @@ from personalization_helpers import STORE, members_without_online_events, on_han
 from sqlalchemy import Engine, func, select, text
 
 from retailface.devtools import synthetic
-from retailface.services.personalization import db
+from retailface.services.personalization import db, migrations
 from retailface.services.personalization.domain import (
     Campaign,
     Channel,
@@ -43,14 +43,14 @@ def _counts(engine: Engine) -> dict[str, int]:
 
 def test_sqlite_pragmas_and_migrations(tmp_path: Path) -> None:
     engine = db.open_engine(f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
-    assert db.migrate(engine) == len(db.MIGRATIONS)
-    assert db.migrate(engine) == len(db.MIGRATIONS)  # applying again changes nothing
+    assert migrations.migrate(engine) == len(migrations.MIGRATIONS)
+    assert migrations.migrate(engine) == len(migrations.MIGRATIONS)  # applying again changes nothing
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10_000
-        versions = conn.execute(select(db.schema_migrations.c.version)).scalars().all()
-    assert versions == [number for number, _, _ in db.MIGRATIONS]
+        versions = conn.execute(select(migrations.schema_migrations.c.version)).scalars().all()
+    assert versions == [number for number, _, _ in migrations.MIGRATIONS]
     engine.dispose()
 
 
@@ -269,7 +269,7 @@ def test_bad_products_are_refused(personalization: Personalization, product: Pro
 def test_background_checkpointer_copies_the_wal_back(tmp_path: Path) -> None:
     path = tmp_path / "cp.sqlite3"
     engine = db.open_engine(f"sqlite:///{path}", auto_checkpoint=False)
-    db.migrate(engine)
+    migrations.migrate(engine)
     db.Checkpointer(engine).checkpoint()
     size_before = path.stat().st_size
     with db.write(engine) as conn:  # well past SQLite's automatic 1000-page checkpoint

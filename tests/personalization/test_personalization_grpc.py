@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,9 +23,7 @@ Stub = personalization_pb2_grpc.PersonalizationServiceStub
 
 
 @pytest.fixture
-def server(seeded, tmp_path: Path) -> Iterator[RunningServer]:
-    database = tmp_path / "grpc.sqlite3"
-    shutil.copyfile(seeded.path, database)
+def server(database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
     tokens_file = tmp_path / "tokens.json"
     tokens_file.write_text(json.dumps({role: [token] for role, token in TOKENS.items()}))
     cfg = config_module.load(
@@ -38,7 +35,7 @@ def server(seeded, tmp_path: Path) -> Iterator[RunningServer]:
             "RETAILFACE_PORT": "0",
             "RETAILFACE_METRICS_PORT": "0",
             "RETAILFACE_AUTH_TOKENS_FILE": str(tokens_file),
-            "RETAILFACE_PERSONALIZATION_DB_URL": f"sqlite:///{database}",
+            "RETAILFACE_PERSONALIZATION_DB_URL": database_url,
             "RETAILFACE_PERSONALIZATION_MODEL_REFRESH_SECONDS": "0",
             "RETAILFACE_PERSONALIZATION_OUTBOX_POLL_SECONDS": "0.1",
         },
