@@ -52,7 +52,11 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 def make_data(n: int, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    gallery = normalise(rng.normal(size=(n, DIM)) * spectrum())
+    gallery = np.empty((n, DIM), dtype=np.float32)  # in float32 chunks: 10M x 128 is 5 GB, not 10 GB of float64
+    scale = spectrum().astype(np.float32)
+    for start in range(0, n, 1_000_000):
+        chunk = rng.standard_normal(size=(min(1_000_000, n - start), DIM), dtype=np.float32) * scale
+        gallery[start : start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     truth = rng.choice(n, size=GENUINE, replace=False)
     genuine = captures(gallery[truth], rng)
     impostors = normalise(rng.normal(size=(IMPOSTORS, DIM)) * spectrum())
@@ -127,13 +131,21 @@ def filter_sweep(ours: Any, data: dict[str, np.ndarray], seed: int, queries: int
     return rows
 
 
-def brute_force(gallery: np.ndarray, queries: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def brute_force(gallery: np.ndarray, queries: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-1 (float32 BLAS), in blocks of `chunk` queries x 1M templates so that 10M fits in memory."""
     ids, scores = [], []
     for start in range(0, len(queries), chunk):
-        block = queries[start : start + chunk] @ gallery.T
-        best = block.argmax(1)
-        ids.append(best)
-        scores.append(block[np.arange(len(best)), best])
+        batch = queries[start : start + chunk]
+        best_ids = np.zeros(len(batch), dtype=np.int64)
+        best_scores = np.full(len(batch), -np.inf, dtype=np.float32)
+        for first in range(0, len(gallery), 1_000_000):
+            block = batch @ gallery[first : first + 1_000_000].T
+            best = block.argmax(1)
+            score = block[np.arange(len(best)), best]
+            better = score > best_scores
+            best_ids[better], best_scores[better] = best[better] + first, score[better]
+        ids.append(best_ids)
+        scores.append(best_scores)
     return np.concatenate(ids), np.concatenate(scores)
 
 
@@ -196,11 +208,10 @@ def python_threads_speedup(
     return best
 
 
-def run_size(n: int, seed: int, efs: list[int]) -> dict[str, Any]:
-    import faiss
-    import hnswlib
-
-    from retailface._matcher import DEFAULT_PARAMS, ISA, Gallery, Plan
+def run_size(
+    n: int, seed: int, efs: list[int], limits: argparse.Namespace, smaller: dict[str, Any] | None
+) -> dict[str, Any]:
+    from retailface._matcher import DEFAULT_PARAMS, ISA, Gallery
 
     print(f"[N={n}] generating data", file=sys.stderr, flush=True)
     data = make_data(n, seed)
@@ -220,7 +231,7 @@ def run_size(n: int, seed: int, efs: list[int]) -> dict[str, Any]:
         "brute_force_correct": int(bf["correct"].sum()),
         "brute_force_threshold": round(bf_threshold, 4),
     }
-    p50, p99 = latency(lambda q: q @ gallery.T, queries, count=max(100, min(2000, 200_000_000 // n)))
+    p50, p99 = latency(lambda q: q @ gallery.T, queries, count=max(50, min(2000, 200_000_000 // n)))
     result |= {"numpy_p50_ms": round(p50, 3), "numpy_p99_ms": round(p99, 3), "numpy_batch_qps": round(numpy_qps, 1)}
     curves: dict[str, list[tuple[float, float]]] = {"numpy brute force": [(round(p99, 3), 1.0)]}
 
@@ -228,27 +239,36 @@ def run_size(n: int, seed: int, efs: list[int]) -> dict[str, Any]:
     print(f"[N={n}] building our gallery", file=sys.stderr, flush=True)
     start = time.perf_counter()
     ours = Gallery(dim=DIM, capacity=n, threads=2, exact_below=0)  # the default M, ef and code scan otherwise
-    # (candidate_divisor 400: the 0.25% of templates closest in Hamming distance are re-ranked in float)
+    # (candidate_divisor 400: the 0.25% of templates closest in Hamming distance are re-ranked on their int8 rows)
     ours.add(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64), gallery)
     result["build_s"] = round(time.perf_counter() - start, 1)
     result["bytes_per_template"] = round(ours.memory_bytes / n, 1)
+    result["memory_parts_bytes_per_template"] = {part: round(size / n, 1) for part, size in ours.memory_parts.items()}
+    result |= load_from_snapshot(ours, n)
+    latency_count = max(200, min(2000, 1_000_000_000 // n))
 
-    def measure(label: str) -> dict[str, float]:
-        """Parity (two threads), batch q/s (two threads) and single-query latency (one thread) as set now."""
+    def measure(label: str, sharded: bool = False) -> dict[str, float]:
+        """Parity (two threads), batch q/s (two threads) and single-query latency (one thread; with `sharded`,
+        also with the one query's pass split over the two threads) as set now."""
         ours.set_threads(2)
         found = ours.search(queries, top_k=1, threshold=0.0, margin=0.0)
         par = parity(data, bf, found.subjects[:GENUINE, 0], found.scores[:GENUINE, 0], found.scores[GENUINE:, 0])
         qps = throughput(lambda q: ours.search(q, top_k=1), queries)
+        point = {"parity": round(par, 4), "batch_qps": round(qps, 1)}
+        if sharded:
+            p50, p99 = latency(lambda q: ours.search(q, top_k=1), queries, count=latency_count)
+            point |= {"p50_ms_2_threads": round(p50, 3), "p99_ms_2_threads": round(p99, 3)}
         ours.set_threads(1)
-        p50, p99 = latency(lambda q: ours.search(q, top_k=1), queries)
-        print(f"  ours {label}: parity {par:.4f} p99 {p99:.3f} ms qps {qps:.0f}", file=sys.stderr, flush=True)
-        return {"parity": round(par, 4), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "batch_qps": round(qps, 1)}
+        p50, p99 = latency(lambda q: ours.search(q, top_k=1), queries, count=latency_count)
+        point |= {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
+        print(f"  ours {label}: {point}", file=sys.stderr, flush=True)
+        return point
 
     # Our default plan for a large unfiltered gallery: exhaustive scan of 256-bit sign codes, float re-rank.
     ours.set_graph_for_global(False)
-    default = measure("code scan")
+    default = measure("code scan", sharded=True)
     result |= default | {"plan": "code-scan", "build_threads": 2, "candidate_divisor": ours.params["candidate_divisor"]}
-    # The code scan's curve: fewer or more templates re-ranked in float (the default is one point of it).
+    # The code scan's curve: fewer or more templates re-ranked (the default is one point of it).
     curves["ours (code scan)"] = [(default["p99_ms"], default["parity"])]
     for divisor in (4000, 2000, 1000, 200):
         ours.set_candidates(256, divisor)
@@ -257,20 +277,59 @@ def run_size(n: int, seed: int, efs: list[int]) -> dict[str, Any]:
         result[f"ours_code_scan_div{divisor}"] = point
     ours.set_candidates(DEFAULT_PARAMS["min_candidates"], DEFAULT_PARAMS["candidate_divisor"])
     curves["ours (code scan)"].sort()
+    # Two passes: the first reads the codes' first halves and lets through 1/share of the gallery (at least
+    # `divisor` times the re-ranked), the second reads the other halves of those.
+    curves["ours (two-pass code scan)"] = []
+    for divisor, share in ((1, 16), (1, 32), (1, 64), (1, 128)):
+        ours.set_first_pass(divisor, share)
+        point = measure(f"two-pass code scan, first pass 1/{share}", sharded=True)
+        curves["ours (two-pass code scan)"].append((point["p99_ms"], point["parity"]))
+        result[f"ours_two_pass_share{share}"] = point
+    ours.set_first_pass(DEFAULT_PARAMS["first_pass_divisor"], DEFAULT_PARAMS["first_pass_share"])
+    curves["ours (two-pass code scan)"].sort()
     ours.set_threads(1)
     speedup = python_threads_speedup(lambda q: ours.search(q, top_k=1), queries[:200])
     result["python_threads_speedup"] = round(speedup, 2)
     print(f"  ours: two Python threads {speedup:.2f}x one (GIL released during search)", file=sys.stderr, flush=True)
-    ours.set_graph_for_global(True)
-    curves["ours (graph)"] = []
-    for ef in efs:
-        ours.set_ef(ef)
-        point = measure(f"graph ef={ef}")
-        curves["ours (graph)"].append((point["p99_ms"], point["parity"]))
-        result[f"ours_graph_ef{ef}"] = point
-    ours.set_graph_for_global(False)
+    if n <= limits.graph_max_n:  # asking for the graph builds it (minutes at 1M)
+        ours.set_graph_for_global(True)
+        result["ours_graph_build_s"] = round(ours.graph_build_seconds, 1)
+        curves["ours (graph)"] = []
+        for ef in efs:
+            ours.set_ef(ef)
+            point = measure(f"graph ef={ef}")
+            curves["ours (graph)"].append((point["p99_ms"], point["parity"]))
+            result[f"ours_graph_ef{ef}"] = point
+        ours.set_graph_for_global(False)
 
-    for m in (16, 32):
+    result |= store_scoped(ours, data, queries, seed)
+    if n <= limits.peers_max_n:
+        result |= peers(data, bf, queries, efs, limits.peer_ms, curves)
+    else:
+        result["peers"] = ruled_out(n, smaller)
+    if n <= limits.sweep_max_n:
+        print(f"[N={n}] filter widths: each plan forced in turn", file=sys.stderr, flush=True)
+        result["filter_sweep"] = filter_sweep(ours, data, seed)
+    result["_curves"] = curves
+    return result
+
+
+def peers(
+    data: dict[str, np.ndarray],
+    bf: dict[str, Any],
+    queries: np.ndarray,
+    efs: list[int],
+    ms: list[int],
+    curves: dict[str, list[tuple[float, float]]],
+) -> dict[str, Any]:
+    """hnswlib (each M in `ms`, every ef) and faiss IndexHNSWFlat (M 32, the largest ef), on the same data."""
+    import faiss
+    import hnswlib
+
+    gallery = data["gallery"]
+    n = len(gallery)
+    result: dict[str, Any] = {}
+    for m in ms:
         print(f"[N={n}] building hnswlib M={m}", file=sys.stderr, flush=True)
         index = hnswlib.Index(space="ip", dim=DIM)
         start = time.perf_counter()
@@ -285,7 +344,7 @@ def run_size(n: int, seed: int, efs: list[int]) -> dict[str, Any]:
             scores = 1 - distances[:, 0]
             par = parity(data, bf, labels[:GENUINE, 0], scores[:GENUINE], scores[GENUINE:])
             qps = throughput(lambda q, index=index: index.knn_query(q, k=1, num_threads=2), queries)
-            p50, p99 = latency(lambda q, index=index: index.knn_query(q, k=1, num_threads=1), queries)
+            _, p99 = latency(lambda q, index=index: index.knn_query(q, k=1, num_threads=1), queries)
             curves[f"hnswlib M{m}"].append((p99, par))
             print(
                 f"  hnswlib M{m} ef={ef}: parity {par:.4f} p99 {p99:.3f} ms qps {qps:.0f}", file=sys.stderr, flush=True
@@ -317,33 +376,136 @@ def run_size(n: int, seed: int, efs: list[int]) -> dict[str, Any]:
     scores, labels = flat.search(queries, 1)
     result["faiss_parity"] = round(parity(data, bf, labels[:GENUINE, 0], scores[:GENUINE, 0], scores[GENUINE:, 0]), 4)
     result["faiss_batch_qps"] = round(throughput(lambda q: flat.search(q, 1), queries), 1)
-
-    # Store-scoped search: a filter selecting 1% of the gallery (one store's members), exact.
-    rng = np.random.default_rng(seed + 1)
-    allowed = np.sort(rng.choice(n, size=max(1, n // 100), replace=False)).astype(np.int64)
-    subset = gallery[allowed]
-    store_queries = np.concatenate([queries[:1000], queries[GENUINE : GENUINE + 1000]])
-    exact_ids = allowed[(store_queries @ subset.T).argmax(1)]
-    ours.set_threads(1)
-    # The first search with a filter resolves its subjects to slots; later ones with the same filter
-    # (a store's cameras, until the gallery changes) reuse that list.
-    start = time.perf_counter()
-    ours.search(store_queries[:1], top_k=1, allowed_subjects=allowed)
-    cold = (time.perf_counter() - start) * 1000
-    found = ours.search(store_queries, top_k=1, allowed_subjects=allowed)
-    p50, p99 = latency(lambda q: ours.search(q, top_k=1, allowed_subjects=allowed), store_queries)
-    result |= {
-        "store_scoped_templates": len(allowed),
-        "store_scoped_plan": sorted({Plan(int(p)).name for p in found.plans}),
-        "store_scoped_exact": float((found.subjects[:, 0] == exact_ids).mean()),
-        "store_scoped_p50_ms": round(p50, 3),
-        "store_scoped_p99_ms": round(p99, 3),
-        "store_scoped_first_call_ms": round(cold, 3),
-    }
-    print(f"[N={n}] filter widths: each plan forced in turn", file=sys.stderr, flush=True)
-    result["filter_sweep"] = filter_sweep(ours, data, seed)
-    result["_curves"] = curves
     return result
+
+
+def ruled_out(n: int, smaller: dict[str, Any] | None) -> dict[str, Any]:
+    """Why the graph peers are not built at this N: their 1M build time and size in this run, scaled linearly
+    (a lower bound: an HNSW insert costs more as the graph grows)."""
+    if smaller is None or "hnswlib_m32_ef64" not in smaller:
+        return {"skipped": f"no smaller N with the peers in this run to scale from (N = {n:,})"}
+    scale = n / smaller["n"]
+    build = smaller["hnswlib_m32_ef64"]["build_s"] * scale
+    faiss_build = smaller.get("faiss_build_s", 0) * scale
+    gigabytes = smaller["hnswlib_m32_bytes_per_template"] * n / 1e9
+    return {
+        "skipped": "hnswlib and faiss HNSW are compared at the smaller N instead",
+        "hnswlib_m32_build_s_at_least": round(build, 1),
+        "faiss_build_s_at_least": round(faiss_build, 1),
+        "hnswlib_m32_index_gb": round(gigabytes, 2),
+        "scaled_from_n": smaller["n"],
+    }
+
+
+def store_scoped(ours: Any, data: dict[str, np.ndarray], queries: np.ndarray, seed: int) -> dict[str, Any]:
+    """A filter selecting one store's members, exact: 1% of the gallery, and (from 1M up) a 10,000-template
+    store, the size of a large store whatever the chain's size."""
+    from retailface._matcher import Plan
+
+    gallery, n = data["gallery"], len(data["gallery"])
+    rng = np.random.default_rng(seed + 1)
+    store_queries = np.concatenate([queries[:1000], queries[GENUINE : GENUINE + 1000]])
+    result: dict[str, Any] = {}
+    sizes = {"store_scoped": max(1, n // 100)}
+    if n >= 1_000_000:
+        sizes["store_10k"] = 10_000
+    ours.set_threads(1)
+    for prefix, size in sizes.items():
+        allowed = np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
+        exact_ids = allowed[brute_force(gallery[allowed], store_queries)[0]]
+        # The first search with a filter resolves its subjects to slots and packs their rows; later ones with the
+        # same filter (a store's cameras, until the gallery changes) reuse them.
+        start = time.perf_counter()
+        ours.search(store_queries[:1], top_k=1, allowed_subjects=allowed)
+        cold = (time.perf_counter() - start) * 1000
+        found = ours.search(store_queries, top_k=1, allowed_subjects=allowed)
+        p50, p99 = latency(lambda q, allowed=allowed: ours.search(q, top_k=1, allowed_subjects=allowed), store_queries)
+        result |= {
+            f"{prefix}_templates": len(allowed),
+            f"{prefix}_plan": sorted({Plan(int(p)).name for p in found.plans}),
+            f"{prefix}_exact": float((found.subjects[:, 0] == exact_ids).mean()),
+            f"{prefix}_p50_ms": round(p50, 3),
+            f"{prefix}_p99_ms": round(p99, 3),
+            f"{prefix}_first_call_ms": round(cold, 3),
+        }
+        print(f"  {prefix}: {size} templates, p99 {p99:.3f} ms", file=sys.stderr, flush=True)
+    return result
+
+
+def load_from_snapshot(ours: Any, n: int) -> dict[str, Any]:
+    """Writes the gallery as the matching service snapshots it (encrypted records of its stored form), then
+    loads it in a fresh process as a replica does: seconds from reading the file to the first answered search,
+    and that process's RSS."""
+    import os
+    import subprocess
+    import tempfile
+
+    from retailface.services.matching.crypto import RecordCipher
+    from retailface.services.matching.snapshots import SnapshotMeta, TemplateChunk, write_snapshot
+
+    stored = ours.stored()
+    keys = stored["template_ids"]
+    with tempfile.TemporaryDirectory(prefix="bench-snapshot-") as directory:
+        path, key = Path(directory) / "snapshot.bin", os.urandom(32)
+        meta = SnapshotMeta(
+            gallery="members",
+            model=["bench", "1", DIM],
+            sequence=1,
+            templates=len(keys),
+            subjects=[[f"s{k}", int(k), []] for k in stored["subject_ids"].tolist()],
+            next_subject_key=int(keys.max()) + 1,
+            next_template_key=int(keys.max()) + 1,
+            created_at="2026-12-02T00:00:00+00:00",
+        )
+        chunk = TemplateChunk(
+            [f"t{k}" for k in keys.tolist()],
+            keys,
+            stored["subject_ids"],
+            scales=stored["scales"],
+            rows=stored["rows"],
+            codes=stored["codes"],
+        )
+        start = time.perf_counter()
+        write_snapshot(path, RecordCipher(key), meta, chunk)
+        write_s = time.perf_counter() - start
+        del stored, meta, chunk
+        (Path(directory) / "key").write_bytes(key)
+        print(f"[N={n}] loading the snapshot in a fresh process", file=sys.stderr, flush=True)
+        output = subprocess.run(
+            [sys.executable, __file__, "--load-snapshot", directory],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        loaded = json.loads(output.strip().splitlines()[-1])
+        snapshot_mb = path.stat().st_size / 1e6
+    return loaded | {"snapshot_write_s": round(write_s, 1), "snapshot_mb": round(snapshot_mb, 1)}
+
+
+def load_snapshot(directory: Path) -> dict[str, Any]:
+    """The replica's start: read and decrypt the snapshot, load it into the service's gallery index (ids and
+    native stored form), answer one search. Runs in its own process (`--load-snapshot`)."""
+    from retailface.services.matching.crypto import RecordCipher
+    from retailface.services.matching.gallery_index import GalleryIndex
+    from retailface.services.matching.params import IndexParams
+    from retailface.services.shared.model_identity import ModelIdentity
+
+    start = time.perf_counter()
+    cipher = RecordCipher((directory / "key").read_bytes())
+    index, meta = GalleryIndex.from_snapshot(
+        directory / "snapshot.bin", cipher, "members", ModelIdentity("bench", "1", DIM), IndexParams()
+    )
+    query = normalise(np.random.default_rng(0).standard_normal((1, DIM)).astype(np.float32))
+    index.search(query, top_k=1, threshold=0.5, margin=0.05, subject_ids=[], required_tags=[])
+    load_s = time.perf_counter() - start
+    rss_kb = next(
+        int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS")
+    )
+    return {
+        "load_s": round(load_s, 2),
+        "rss_mb": round(rss_kb / 1024, 1),
+        "index_bytes_per_template": round(index.memory_bytes / meta.templates, 1),
+    }
 
 
 def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
@@ -377,9 +539,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--efs", default="64,128,256,512,1024")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--plot", type=Path, default=Path("docs/matcher_parity_latency.png"))
+    parser.add_argument("--peer-ms", default="16,32", help="hnswlib M values to compare against")
+    parser.add_argument("--peers-max-n", type=int, default=1_000_000, help="largest N to build the HNSW peers at")
+    parser.add_argument("--graph-max-n", type=int, default=1_000_000, help="largest N to build our optional graph at")
+    parser.add_argument("--sweep-max-n", type=int, default=1_000_000, help="largest N for the filter-width sweep")
+    parser.add_argument("--load-snapshot", type=Path, help=argparse.SUPPRESS)  # the fresh process of load_s
     args = parser.parse_args(argv)
+    if args.load_snapshot is not None:
+        print(json.dumps(load_snapshot(args.load_snapshot)))
+        return 0
+    args.peer_ms = [int(value) for value in args.peer_ms.split(",")]
     efs = [int(value) for value in args.efs.split(",")]
-    results = {size: run_size(int(size), args.seed, efs) for size in args.sizes.split(",")}
+    results: dict[str, dict[str, Any]] = {}
+    for size in sorted(args.sizes.split(","), key=int):
+        below = [results[s] for s in results if "hnswlib_m32_ef64" in results[s]]
+        results[size] = run_size(int(size), args.seed, efs, args, below[-1] if below else None)
     plot(results, args.plot)
     for result in results.values():  # the plotted points stay in the report: (p99 ms, parity) per method
         result["curves"] = result.pop("_curves")

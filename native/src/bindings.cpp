@@ -29,6 +29,8 @@ void for_each_param(Params& params, Visit&& visit) {
   visit("graph_for_global", params.graph_for_global);
   visit("min_candidates", params.min_candidates);
   visit("candidate_divisor", params.candidate_divisor);
+  visit("first_pass_divisor", params.first_pass_divisor);
+  visit("first_pass_share", params.first_pass_share);
   visit("filtered_scan_share", params.filtered_scan_share);
   visit("hnsw_graph", params.hnsw_graph);
 }
@@ -194,18 +196,62 @@ PYBIND11_MODULE(_matcher, m) {
           },
           py::arg("queries"), py::arg("top_k") = 5, py::arg("threshold") = 0.5f, py::arg("margin") = 0.05f,
           py::arg("allowed_subjects") = py::none())
-      .def("templates",
+      .def(
+          "restore",
+          [](Gallery& self, const py::array& template_ids, const py::array& subject_ids, const py::array& rows,
+             const py::array& scales, const py::array& codes) {
+            const int64_t* templates = checked<int64_t>(template_ids, "template_ids", 1);
+            const int64_t* subjects = checked<int64_t>(subject_ids, "subject_ids", 1);
+            const int8_t* row_data = checked<int8_t>(rows, "rows", 2);
+            const float* scale_data = checked<float>(scales, "scales", 1);
+            const uint64_t* code_data = checked<uint64_t>(codes, "codes", 2);
+            size_t n = static_cast<size_t>(template_ids.shape(0));
+            if (static_cast<size_t>(subject_ids.shape(0)) != n || static_cast<size_t>(rows.shape(0)) != n ||
+                static_cast<size_t>(scales.shape(0)) != n || static_cast<size_t>(codes.shape(0)) != n) {
+              throw py::value_error("template_ids, subject_ids, rows, scales and codes must have the same length");
+            }
+            check_dim(self, rows, "rows");
+            if (static_cast<size_t>(codes.shape(1)) != retailface::kernels::kCodeWords) {
+              throw py::value_error("codes must have " + std::to_string(retailface::kernels::kCodeWords) + " words per template");
+            }
+            py::gil_scoped_release release;
+            self.restore(templates, subjects, row_data, scale_data, code_data, n);
+          },
+          py::arg("template_ids"), py::arg("subject_ids"), py::arg("rows"), py::arg("scales"), py::arg("codes"))
+      // Every live template in stored form: template_ids, subject_ids, rows (int8 n x dim), scales, codes
+      // (uint64 n x words); `restore` takes them back as they are.
+      .def("stored",
            [](const Gallery& self) {
-             std::vector<int64_t> templates, subjects;
-             std::vector<float> vectors;
+             retailface::StoredTemplates stored;
              {
                py::gil_scoped_release release;
-               self.templates(templates, subjects, vectors);
+               stored = self.stored();
              }
-             auto n = static_cast<py::ssize_t>(templates.size());
+             auto n = static_cast<py::ssize_t>(stored.template_ids.size());
              auto dim = static_cast<py::ssize_t>(self.dim());
-             return py::make_tuple(to_numpy(std::move(templates), {n}), to_numpy(std::move(subjects), {n}),
-                                   to_numpy(std::move(vectors), {n, dim}));
+             py::dict out;
+             out["template_ids"] = to_numpy(std::move(stored.template_ids), {n});
+             out["subject_ids"] = to_numpy(std::move(stored.subject_ids), {n});
+             out["rows"] = to_numpy(std::move(stored.rows), {n, dim});
+             out["scales"] = to_numpy(std::move(stored.scales), {n});
+             out["codes"] = to_numpy(std::move(stored.codes), {n, static_cast<py::ssize_t>(retailface::kernels::kCodeWords)});
+             return out;
+           })
+      // Every live template as the gallery scores it (the stored form, as float): template ids, subject ids, vectors.
+      .def("templates",
+           [](const Gallery& self) {
+             retailface::StoredTemplates stored;
+             {
+               py::gil_scoped_release release;
+               stored = self.stored();
+             }
+             size_t n = stored.template_ids.size(), dim = self.dim();
+             std::vector<float> vectors(n * dim);
+             for (size_t i = 0; i < n; ++i)
+               for (size_t d = 0; d < dim; ++d) vectors[i * dim + d] = stored.scales[i] * static_cast<float>(stored.rows[i * dim + d]);
+             auto rows = static_cast<py::ssize_t>(n);
+             return py::make_tuple(to_numpy(std::move(stored.template_ids), {rows}), to_numpy(std::move(stored.subject_ids), {rows}),
+                                   to_numpy(std::move(vectors), {rows, static_cast<py::ssize_t>(dim)}));
            })
       .def("set_threads", &Gallery::set_threads, py::arg("threads"))
       .def("set_ef", &Gallery::set_ef, py::arg("ef"))
@@ -217,6 +263,7 @@ PYBIND11_MODULE(_matcher, m) {
           },
           py::arg("graph"))
       .def("set_candidates", &Gallery::set_candidates, py::arg("min_candidates"), py::arg("candidate_divisor"))
+      .def("set_first_pass", &Gallery::set_first_pass, py::arg("divisor"), py::arg("share"))
       .def("set_filtered_scan_share", &Gallery::set_filtered_scan_share, py::arg("share"))
       .def_property_readonly("size", &Gallery::size)
       .def_property_readonly("subject_count", &Gallery::subject_count)

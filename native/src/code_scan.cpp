@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <random>
 
+#include "retailface/parallel.hpp"
+
 namespace retailface {
 
 SignCoder::SignCoder(size_t dim) : dim_(dim) {
@@ -23,61 +25,135 @@ void SignCoder::encode(const float* vector, uint64_t* code) const {
   }
 }
 
+namespace {
+
+// The smallest distance at or below which at least `needed` of the histogram's slots lie (kCodeBits + 1: all).
+size_t cutoff_for(const uint32_t* histogram, size_t needed) {
+  size_t cutoff = 0, kept = 0;
+  while (cutoff <= kCodeBits && kept + histogram[cutoff] < needed) kept += histogram[cutoff++];
+  return cutoff;
+}
+
+}  // namespace
+
 void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& params, const float* queries,
-               size_t count, TopSubjects* best, const std::vector<uint64_t>* mask, size_t searchable_count) {
+               size_t count, TopSubjects* best, const std::vector<uint64_t>* mask, size_t searchable_count,
+               size_t shards) {
   constexpr size_t kQueries = kernels::kMaxQueries;
+  constexpr size_t kLanes = kernels::kLanes, kHalf = kernels::kHalfBlockWords;
   uint64_t query_codes[kQueries * kCodeWords];
   for (size_t q = 0; q < count; ++q) coder.encode(queries + q * params.dim, query_codes + q * kCodeWords);
   const size_t used = slots.used();
-  const uint64_t* codes = slots.codes();
+  const uint64_t *first = slots.first_codes(), *second = slots.second_codes();
   auto searchable = [&](size_t slot) {
     return mask == nullptr ? slots.live(slot) : (((*mask)[slot / 64] >> (slot % 64)) & 1) != 0;
   };
   // With a filter, only allowed slots count: the same share of them is re-ranked as of a whole gallery.
   size_t wanted =
       std::min(searchable_count, std::max(params.min_candidates, searchable_count / params.candidate_divisor));
-  size_t blocks = (used + kernels::kLanes - 1) / kernels::kLanes;
-  auto cutoff_for = [](const uint32_t* histogram, size_t needed) {
-    size_t cutoff = 0, kept = 0;
-    while (cutoff <= kCodeBits && kept + histogram[cutoff] < needed) kept += histogram[cutoff++];
-    return cutoff;
-  };
-  // A sample of whole blocks (1 in 16, so 1/16 of the memory) estimates each query's cut-off with a
-  // margin; one pass then keeps every slot under it, and their histogram is the true one up to it.
-  constexpr size_t kSampleEvery = 16;
+  // The first pass lets through the slots nearest in their first halves, first_pass_divisor times more of them
+  // than are re-ranked (and at least 1/first_pass_share of the searchable ones).
+  size_t first_wanted = std::min(searchable_count, std::max(wanted * params.first_pass_divisor,
+                                                            searchable_count / std::max<size_t>(params.first_pass_share, 1)));
+  size_t blocks = (used + kLanes - 1) / kLanes;
+  // A sample of the blocks (1 in 16, in runs of 64 contiguous blocks so that it streams) estimates each
+  // query's two cut-offs with a margin; one pass then keeps every slot under them, and their histogram is the
+  // true one up to the second.
+  constexpr size_t kSampleEvery = 16, kRun = 64;
   uint32_t histograms[kQueries][kCodeBits + 2] = {};
-  uint16_t distances[kernels::kLanes];
-  for (size_t block = 0; block < blocks; block += kSampleEvery) {
+  uint32_t first_histograms[kQueries][kCodeBits + 2] = {};
+  thread_local std::vector<uint16_t> near_buffer, far_buffer;
+  auto& near = near_buffer;
+  auto& far = far_buffer;
+  near.resize(kRun * kLanes);
+  far.resize(kRun * kLanes);
+  for (size_t start = 0; start < blocks; start += kRun * kSampleEvery) {
+    size_t run = std::min(kRun, blocks - start);
     for (size_t q = 0; q < count; ++q) {
-      kernels::hamming(codes + block * kernels::kBlockWords, query_codes + q * kCodeWords, 1, distances);
+      kernels::hamming_half(first + start * kHalf, query_codes + q * kCodeWords, run, near.data());
+      kernels::hamming_half(second + start * kHalf, query_codes + q * kCodeWords + kernels::kHalfWords, run, far.data());
       // Unfiltered, every lane counts (an estimate); filtered, only allowed ones (the mask is 0 past the used slots).
-      for (size_t lane = 0; lane < kernels::kLanes; ++lane)
-        if (mask == nullptr || searchable(block * kernels::kLanes + lane)) ++histograms[q][distances[lane]];
+      for (size_t i = 0; i < run * kLanes; ++i) {
+        if (mask != nullptr && !searchable(start * kLanes + i)) continue;
+        ++first_histograms[q][near[i]];
+        ++histograms[q][near[i] + far[i]];
+      }
     }
   }
-  uint32_t estimates[kQueries];
-  for (size_t q = 0; q < count; ++q)
-    estimates[q] = static_cast<uint32_t>(std::min(kCodeBits, cutoff_for(histograms[q], wanted / kSampleEvery * 2 + 8) + 2));
-  // Per-thread buffers: a query must not allocate in proportion to the gallery.
+  // Two passes when the first halves let few enough through: the first streams the first halves alone, the
+  // second reads the second halves of those it kept. Otherwise one pass reads both.
+  const bool two_passes = first_wanted * 8 <= searchable_count;
+  uint32_t limits[kQueries], first_limits[kQueries];
+  for (size_t q = 0; q < count; ++q) {
+    limits[q] = static_cast<uint32_t>(std::min(kCodeBits, cutoff_for(histograms[q], wanted / kSampleEvery * 2 + 8) + 2));
+    first_limits[q] = two_passes ? static_cast<uint32_t>(cutoff_for(first_histograms[q], first_wanted / kSampleEvery + 8) + 1)
+                                 : static_cast<uint32_t>(kCodeBits);
+  }
+  // Per-thread buffers: a query must not allocate in proportion to the gallery. A large single search is
+  // split into `shards` ranges of blocks scanned on as many threads, then merged.
   thread_local kernels::Candidates candidates[kQueries];
   for (size_t q = 0; q < count; ++q) candidates[q].clear();
-  kernels::hamming_within(codes, blocks, query_codes, count, estimates, candidates);
+  const uint64_t* pass_second = two_passes ? nullptr : second;
+  auto finish = [&](kernels::Candidates* found, size_t q) {  // the second pass over one query's survivors
+    if (!two_passes) return;
+    auto& list = found[q];
+    const uint64_t* tail = query_codes + q * kCodeWords + kernels::kHalfWords;
+    constexpr size_t kAhead = 16;
+    auto fetch = [&](uint32_t slot) {
+      const uint64_t* at = second + slot / kLanes * kHalf + slot % kLanes;
+      for (size_t word = 0; word < kernels::kHalfWords; ++word) __builtin_prefetch(at + word * kLanes);
+    };
+    for (size_t i = 0; i < std::min(kAhead, list.size()); ++i) fetch(list[i].second);
+    size_t kept = 0;
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (i + kAhead < list.size()) fetch(list[i + kAhead].second);
+      uint32_t slot = list[i].second;
+      const uint64_t* at = second + slot / kLanes * kHalf + slot % kLanes;
+      uint32_t distance = list[i].first;
+      for (size_t word = 0; word < kernels::kHalfWords; ++word)
+        distance += static_cast<uint32_t>(__builtin_popcountll(at[word * kLanes] ^ tail[word]));
+      if (distance <= limits[q]) list[kept++] = {static_cast<uint16_t>(distance), slot};
+    }
+    list.resize(kept);
+  };
+  shards = std::max<size_t>(1, std::min(shards, blocks / 16384));  // a shard of at least 128k slots
+  if (shards == 1) {
+    kernels::hamming_within(first, pass_second, 0, blocks, query_codes, count, first_limits, limits, candidates);
+    for (size_t q = 0; q < count; ++q) finish(candidates, q);
+  } else {
+    std::vector<std::vector<kernels::Candidates>> parts(shards, std::vector<kernels::Candidates>(count));
+    parallel_for(shards, shards, [&](size_t shard) {
+      size_t begin = blocks * shard / shards, end = blocks * (shard + 1) / shards;
+      kernels::hamming_within(first, pass_second, begin, end, query_codes, count, first_limits, limits, parts[shard].data());
+      for (size_t q = 0; q < count; ++q) finish(parts[shard].data(), q);
+    });
+    for (size_t q = 0; q < count; ++q)
+      for (auto& part : parts) candidates[q].insert(candidates[q].end(), part[q].begin(), part[q].end());
+  }
   for (size_t q = 0; q < count; ++q) {
     auto& found = candidates[q];
     const float* query = queries + q * params.dim;
-    found.erase(std::remove_if(found.begin(), found.end(), [&](const auto& candidate) { return !searchable(candidate.second); }),
-                found.end());
+    // A filter's mask is small enough to stay in cache: drop what it does not allow now. Unfiltered, a free slot's
+    // code is all zeros (about half the bits away from any query) and its liveness is checked only for a score
+    // that could enter the best: one random read less per candidate.
+    if (mask != nullptr)
+      found.erase(std::remove_if(found.begin(), found.end(), [&](const auto& candidate) { return !searchable(candidate.second); }),
+                  found.end());
     uint32_t* histogram = histograms[q];
     std::fill(histogram, histogram + kCodeBits + 2, 0u);
     for (const auto& candidate : found) ++histogram[candidate.first];
     size_t cutoff = cutoff_for(histogram, wanted);
     if (found.size() < wanted) {  // rare: the sample under-estimated; take the cut-off from every slot
-      thread_local std::vector<uint16_t> all;
-      all.resize(blocks * kernels::kLanes);
-      kernels::hamming(codes, query_codes + q * kCodeWords, blocks, all.data());
+      thread_local std::vector<uint16_t> all, tail;
+      all.resize(blocks * kLanes);
+      tail.resize(blocks * kLanes);
+      kernels::hamming_half(first, query_codes + q * kCodeWords, blocks, all.data());
+      kernels::hamming_half(second, query_codes + q * kCodeWords + kernels::kHalfWords, blocks, tail.data());
       std::fill(histogram, histogram + kCodeBits + 2, 0u);
-      for (size_t slot = 0; slot < used; ++slot)
+      for (size_t slot = 0; slot < used; ++slot) {
+        all[slot] = static_cast<uint16_t>(all[slot] + tail[slot]);
         if (searchable(slot)) ++histogram[all[slot]];
+      }
       cutoff = cutoff_for(histogram, wanted);
       found.clear();
       for (size_t slot = 0; slot < used; ++slot)
@@ -85,17 +161,21 @@ void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& 
     }
     found.erase(std::remove_if(found.begin(), found.end(), [&](const auto& candidate) { return candidate.first > cutoff; }),
                 found.end());
-    // The re-rank reads scattered rows: fetch a few ahead so their cache misses overlap.
-    constexpr size_t kAhead = 4;
+    // The re-rank reads scattered rows: fetch a few ahead so their cache misses overlap. Ids are read only for
+    // a score that can enter the best subjects (a template scoring under the floor cannot).
+    constexpr size_t kAhead = 8;
     auto prefetch = [&](size_t slot) {
-      const char* row = reinterpret_cast<const char*>(slots.vector_of(slot));
-      for (size_t offset = 0; offset < params.dim * sizeof(float); offset += 64) __builtin_prefetch(row + offset);
+      const char* row = reinterpret_cast<const char*>(slots.row_of(slot));
+      for (size_t offset = 0; offset < params.dim; offset += 64) __builtin_prefetch(row + offset);
+      __builtin_prefetch(&slots.scales()[slot]);
     };
     for (size_t i = 0; i < std::min(kAhead, found.size()); ++i) prefetch(found[i].second);
+    TopSubjects& top = best[q];
     for (size_t i = 0; i < found.size(); ++i) {
       if (i + kAhead < found.size()) prefetch(found[i + kAhead].second);
       uint32_t slot = found[i].second;
-      best[q].offer(slots.subject_of(slot), slots.template_of(slot), slots.similarity(slot, query));
+      float score = slots.similarity(slot, query);
+      if (score >= top.floor() && slots.live(slot)) top.offer(slots.subject_of(slot), slots.template_of(slot), score);
     }
   }
 }

@@ -8,6 +8,7 @@
 #include "retailface/decision.hpp"
 #include "retailface/parallel.hpp"
 #include "retailface/planner.hpp"
+#include "retailface/quantize.hpp"
 
 namespace retailface {
 
@@ -20,6 +21,8 @@ GalleryParams normalized(GalleryParams params) {
   params.capacity = (params.capacity + kernels::kLanes - 1) / kernels::kLanes * kernels::kLanes;
   params.threads = std::max<size_t>(params.threads, 1);
   params.candidate_divisor = std::max<size_t>(params.candidate_divisor, 1);
+  params.first_pass_divisor = std::max<size_t>(params.first_pass_divisor, 1);
+  params.first_pass_share = std::max<size_t>(params.first_pass_share, 1);
   params.filtered_scan_share = std::max<size_t>(params.filtered_scan_share, 1);
   params.hnsw_graph = params.hnsw_graph || params.graph_for_global;  // the graph plans need one from the start
   return params;
@@ -32,14 +35,33 @@ Gallery::Gallery(const GalleryParams& params) : params_(normalized(params)), slo
 void Gallery::add(const int64_t* template_ids, const int64_t* subject_ids, const float* vectors, size_t n) {
   std::unique_lock lock(mutex_);
   ++version_;
-  // Book-keeping first, serially; then codes and vectors (graph inserts) for the new slots on every thread.
+  // Book-keeping first, serially; then the stored form, codes (and graph inserts) for the new slots on every
+  // thread. The code and the graph see the stored form, not the float vector: a gallery restored from its
+  // stored templates is then the same gallery.
+  auto inserted = slots_.assign(template_ids, subject_ids, n);
+  const size_t dim = params_.dim;
+  parallel_for(params_.threads, inserted.size(), [&](size_t i) {
+    auto [slot, row] = inserted[i];
+    thread_local std::vector<int8_t> stored;
+    thread_local std::vector<float> restored;
+    stored.resize(dim);
+    restored.resize(dim);
+    Rounded rounded = round_to_int8(vectors + row * dim, dim, stored.data());
+    restore_int8(stored.data(), rounded.scale, dim, restored.data());
+    uint64_t code[kCodeWords];
+    coder_.encode(restored.data(), code);
+    slots_.store(slot, stored.data(), rounded.scale, code, restored.data());
+  });
+}
+
+void Gallery::restore(const int64_t* template_ids, const int64_t* subject_ids, const int8_t* rows, const float* scales,
+                      const uint64_t* codes, size_t n) {
+  std::unique_lock lock(mutex_);
+  ++version_;
   auto inserted = slots_.assign(template_ids, subject_ids, n);
   parallel_for(params_.threads, inserted.size(), [&](size_t i) {
     auto [slot, row] = inserted[i];
-    const float* vector = vectors + row * params_.dim;
-    uint64_t code[kCodeWords];
-    coder_.encode(vector, code);
-    slots_.write(slot, vector, code);
+    slots_.store(slot, rows + row * params_.dim, scales[row], codes + row * kCodeWords, nullptr);
   });
 }
 
@@ -64,10 +86,11 @@ std::shared_ptr<const FilterEntry> Gallery::filter_for(const int64_t* allowed, s
   return entry;
 }
 
-void Gallery::scan_codes(const float* queries, size_t count, TopSubjects* best, const FilterEntry* filter) const {
+void Gallery::scan_codes(const float* queries, size_t count, TopSubjects* best, const FilterEntry* filter,
+                         size_t shards) const {
   // With a filter, only its slots are searchable (its mask); without, every live slot.
-  if (filter != nullptr) code_scan(slots_, coder_, params_, queries, count, best, &filter->mask, filter->slots.size());
-  else code_scan(slots_, coder_, params_, queries, count, best, nullptr, slots_.live_count());
+  if (filter != nullptr) code_scan(slots_, coder_, params_, queries, count, best, &filter->mask, filter->slots.size(), shards);
+  else code_scan(slots_, coder_, params_, queries, count, best, nullptr, slots_.live_count(), shards);
 }
 
 void Gallery::collect(Plan plan, const float* query, size_t top_k, const FilterEntry* filter, TopSubjects& best) const {
@@ -83,7 +106,7 @@ void Gallery::collect(Plan plan, const float* query, size_t top_k, const FilterE
       return;
     case Plan::kCodeScan:
     case Plan::kFilteredCodeScan:
-      scan_codes(query, 1, &best, filter);
+      scan_codes(query, 1, &best, filter, 1);
       return;
     case Plan::kGraph:
     case Plan::kFilteredGraph: {
@@ -116,12 +139,14 @@ SearchOutput Gallery::search(const float* queries, size_t n, size_t top_k, float
   bool grouped = plan == Plan::kCodeScan || plan == Plan::kFilteredCodeScan;
   size_t group = grouped ? kernels::kMaxQueries : 1;
   size_t groups = (n + group - 1) / group;
+  // Fewer groups than threads (a single search): each group's pass is split over the idle threads.
+  size_t shards = grouped && groups < params_.threads ? params_.threads / groups : 1;
   parallel_for(params_.threads, groups, [&](size_t g) {
     size_t begin = g * group, end = std::min(n, begin + group);
     // Two subjects at least: the decision looks at the runner-up even when top_k is 1.
     std::vector<TopSubjects> best(end - begin, TopSubjects(std::max<size_t>(top_k, 2)));
     if (grouped) {
-      scan_codes(queries + begin * params_.dim, end - begin, best.data(), filter.get());
+      scan_codes(queries + begin * params_.dim, end - begin, best.data(), filter.get(), shards);
     } else {
       for (size_t row = begin; row < end; ++row) collect(plan, queries + row * params_.dim, top_k, filter.get(), best[row - begin]);
     }
@@ -177,6 +202,12 @@ void Gallery::set_candidates(size_t min_candidates, size_t candidate_divisor) {
   params_.candidate_divisor = std::max<size_t>(candidate_divisor, 1);
 }
 
+void Gallery::set_first_pass(size_t divisor, size_t share) {
+  std::unique_lock lock(mutex_);
+  params_.first_pass_divisor = std::max<size_t>(divisor, 1);
+  params_.first_pass_share = std::max<size_t>(share, 1);
+}
+
 void Gallery::set_filtered_scan_share(size_t share) {
   std::unique_lock lock(mutex_);
   params_.filtered_scan_share = std::max<size_t>(share, 1);
@@ -211,10 +242,11 @@ void Gallery::set_graph_for_global(bool graph) {
   ++version_;  // so does a cached filter's plan
 }
 
-void Gallery::templates(std::vector<int64_t>& template_ids, std::vector<int64_t>& subject_ids,
-                        std::vector<float>& vectors) const {
+StoredTemplates Gallery::stored() const {
   std::shared_lock lock(mutex_);
-  slots_.copy_live(template_ids, subject_ids, vectors);
+  StoredTemplates out;
+  slots_.copy_live(out);
+  return out;
 }
 
 }  // namespace retailface

@@ -27,25 +27,48 @@ float dot_baseline(const float* a, const float* b, size_t dim) {
   return result;
 }
 
+float dot_i8_baseline(const float* a, const int8_t* row, size_t dim) {
+  size_t i = 0;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (; i + 16 <= dim; i += 16) {
+    __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i));
+    __m256 low = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+    __m256 high = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(bytes, 8)));
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), low, acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), high, acc1);
+  }
+  __m256 acc = _mm256_add_ps(acc0, acc1);
+  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  sum = _mm_hadd_ps(sum, sum);
+  sum = _mm_hadd_ps(sum, sum);
+  float result = _mm_cvtss_f32(sum);
+  for (; i < dim; ++i) result += a[i] * static_cast<float>(row[i]);
+  return result;
+}
+
 inline uint32_t lane_distance(const uint64_t* block, const uint64_t* query, size_t lane) {
   uint32_t distance = 0;
-  for (size_t word = 0; word < kCodeWords; ++word)
+  for (size_t word = 0; word < kHalfWords; ++word)
     distance += static_cast<uint32_t>(__builtin_popcountll(block[word * kLanes + lane] ^ query[word]));
   return distance;
 }
 
-void hamming_baseline(const uint64_t* codes, const uint64_t* query, size_t block_count, uint16_t* out) {
+void hamming_half_baseline(const uint64_t* half, const uint64_t* query, size_t block_count, uint16_t* out) {
   for (size_t block = 0; block < block_count; ++block)
     for (size_t lane = 0; lane < kLanes; ++lane)
-      out[block * kLanes + lane] = static_cast<uint16_t>(lane_distance(codes + block * kBlockWords, query, lane));
+      out[block * kLanes + lane] = static_cast<uint16_t>(lane_distance(half + block * kHalfBlockWords, query, lane));
 }
 
-void hamming_within_baseline(const uint64_t* codes, size_t block_count, const uint64_t* queries, size_t query_count,
+void hamming_within_baseline(const uint64_t* first, const uint64_t* second, size_t block_begin, size_t block_end,
+                             const uint64_t* queries, size_t query_count, const uint32_t* first_limits,
                              const uint32_t* limits, Candidates* out) {
-  for (size_t block = 0; block < block_count; ++block) {
+  for (size_t block = block_begin; block < block_end; ++block) {
     for (size_t q = 0; q < query_count; ++q) {
+      const uint64_t* query = queries + q * kCodeWords;
       for (size_t lane = 0; lane < kLanes; ++lane) {
-        uint32_t distance = lane_distance(codes + block * kBlockWords, queries + q * kCodeWords, lane);
+        uint32_t near = lane_distance(first + block * kHalfBlockWords, query, lane);
+        if (near > first_limits[q]) continue;
+        uint32_t distance = second == nullptr ? near : near + lane_distance(second + block * kHalfBlockWords, query + kHalfWords, lane);
         if (distance <= limits[q]) out[q].emplace_back(static_cast<uint16_t>(distance), static_cast<uint32_t>(block * kLanes + lane));
       }
     }
@@ -88,50 +111,80 @@ RF_AVX512 float dot_avx512(const float* a, const float* b, size_t dim) {
   return result;
 }
 
-RF_AVX512 inline __m512i block_distances(const __m512i* block, const __m512i* query) {
-  __m512i distance = _mm512_popcnt_epi64(_mm512_xor_si512(block[0], query[0]));
-  for (size_t word = 1; word < kCodeWords; ++word)
-    distance = _mm512_add_epi64(distance, _mm512_popcnt_epi64(_mm512_xor_si512(block[word], query[word])));
+RF_AVX512 float dot_i8_avx512(const float* a, const int8_t* row, size_t dim) {
+  size_t i = 0;
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  for (; i + 32 <= dim; i += 32) {
+    __m512 low = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i))));
+    __m512 high = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i + 16))));
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), low, acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), high, acc1);
+  }
+  float result = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  for (; i < dim; ++i) result += a[i] * static_cast<float>(row[i]);
+  return result;
+}
+
+RF_AVX512 inline __m512i half_distances(const uint64_t* half_block, const __m512i* query) {
+  __m512i distance = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(half_block), query[0]));
+  for (size_t word = 1; word < kHalfWords; ++word)
+    distance = _mm512_add_epi64(distance,
+                                _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(half_block + word * kLanes), query[word])));
   return distance;
 }
 
-RF_AVX512 inline void load_block(const uint64_t* codes, __m512i* block) {
-  for (size_t word = 0; word < kCodeWords; ++word) block[word] = _mm512_loadu_si512(codes + word * kLanes);
+RF_AVX512 void hamming_half_avx512(const uint64_t* half, const uint64_t* query, size_t block_count, uint16_t* out) {
+  __m512i broadcast[kHalfWords];
+  for (size_t word = 0; word < kHalfWords; ++word) broadcast[word] = _mm512_set1_epi64(static_cast<long long>(query[word]));
+  for (size_t b = 0; b < block_count; ++b)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + b * kLanes),
+                     _mm512_cvtepi64_epi16(half_distances(half + b * kHalfBlockWords, broadcast)));
 }
 
-RF_AVX512 void hamming_avx512(const uint64_t* codes, const uint64_t* query, size_t block_count, uint16_t* out) {
-  __m512i broadcast[kCodeWords], block[kCodeWords];
-  for (size_t word = 0; word < kCodeWords; ++word) broadcast[word] = _mm512_set1_epi64(static_cast<long long>(query[word]));
-  for (size_t b = 0; b < block_count; ++b) {
-    load_block(codes + b * kBlockWords, block);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + b * kLanes), _mm512_cvtepi64_epi16(block_distances(block, broadcast)));
-  }
-}
-
-RF_AVX512 void hamming_within_avx512(const uint64_t* codes, size_t block_count, const uint64_t* queries,
-                                     size_t query_count, const uint32_t* limits, Candidates* out) {
-  __m512i broadcast[kMaxQueries][kCodeWords], bound[kMaxQueries], block[kCodeWords];
+RF_AVX512 void hamming_within_avx512(const uint64_t* first, const uint64_t* second, size_t block_begin, size_t block_end,
+                                     const uint64_t* queries, size_t query_count, const uint32_t* first_limits,
+                                     const uint32_t* limits, Candidates* out) {
+  __m512i head[kMaxQueries][kHalfWords], tail[kMaxQueries][kHalfWords], first_bound[kMaxQueries], bound[kMaxQueries];
   for (size_t q = 0; q < query_count; ++q) {
-    for (size_t word = 0; word < kCodeWords; ++word)
-      broadcast[q][word] = _mm512_set1_epi64(static_cast<long long>(queries[q * kCodeWords + word]));
+    for (size_t word = 0; word < kHalfWords; ++word) {
+      head[q][word] = _mm512_set1_epi64(static_cast<long long>(queries[q * kCodeWords + word]));
+      tail[q][word] = _mm512_set1_epi64(static_cast<long long>(queries[q * kCodeWords + kHalfWords + word]));
+    }
+    first_bound[q] = _mm512_set1_epi64(first_limits[q]);
     bound[q] = _mm512_set1_epi64(limits[q]);
   }
-  for (size_t b = 0; b < block_count; ++b) {
-    if (b + 4 < block_count) {
-      for (size_t line = 0; line < kBlockWords; line += 8)
-        _mm_prefetch(reinterpret_cast<const char*>(codes + (b + 4) * kBlockWords + line), _MM_HINT_T0);
+  // Prefetch well ahead (a DRAM stream needs several kilobytes in flight per core); the second halves too when
+  // every block reads them.
+  constexpr size_t kAhead = 32;
+  const bool both = second != nullptr && first_limits[0] >= kCodeBits / 2;
+  for (size_t b = block_begin; b < block_end; ++b) {
+    if (b + kAhead < block_end) {
+      const char* ahead = reinterpret_cast<const char*>(first + (b + kAhead) * kHalfBlockWords);
+      _mm_prefetch(ahead, _MM_HINT_T0);
+      _mm_prefetch(ahead + 64, _MM_HINT_T0);
+      if (both) {
+        const char* other = reinterpret_cast<const char*>(second + (b + kAhead) * kHalfBlockWords);
+        _mm_prefetch(other, _MM_HINT_T0);
+        _mm_prefetch(other + 64, _MM_HINT_T0);
+      }
     }
-    load_block(codes + b * kBlockWords, block);
+    const uint64_t* first_block = first + b * kHalfBlockWords;
     for (size_t q = 0; q < query_count; ++q) {
-      __m512i distance = block_distances(block, broadcast[q]);
-      __mmask8 near = _mm512_cmple_epu64_mask(distance, bound[q]);
-      if (near == 0) continue;  // the common case: nothing in this block is a candidate
-      alignas(64) uint64_t lanes[kLanes];
-      _mm512_store_si512(lanes, distance);
-      while (near) {
-        unsigned lane = static_cast<unsigned>(__builtin_ctz(near));
-        out[q].emplace_back(static_cast<uint16_t>(lanes[lane]), static_cast<uint32_t>(b * kLanes + lane));
-        near = static_cast<__mmask8>(near & (near - 1));
+      __m512i near = half_distances(first_block, head[q]);
+      __mmask8 lanes = _mm512_cmple_epu64_mask(near, first_bound[q]);
+      if (lanes == 0) continue;  // the common case: no slot of this block is near in its first half
+      __m512i distance = near;
+      if (second != nullptr) {  // without the second halves: first-half distances (a first pass)
+        distance = _mm512_add_epi64(near, half_distances(second + b * kHalfBlockWords, tail[q]));
+        lanes = static_cast<__mmask8>(lanes & _mm512_cmple_epu64_mask(distance, bound[q]));
+        if (lanes == 0) continue;
+      }
+      alignas(64) uint64_t values[kLanes];
+      _mm512_store_si512(values, distance);
+      while (lanes) {
+        unsigned lane = static_cast<unsigned>(__builtin_ctz(lanes));
+        out[q].emplace_back(static_cast<uint16_t>(values[lane]), static_cast<uint32_t>(b * kLanes + lane));
+        lanes = static_cast<__mmask8>(lanes & (lanes - 1));
       }
     }
   }
@@ -161,8 +214,10 @@ RF_AVX512 void dots_i8_avx512(const int8_t* rows, size_t count, size_t dim, cons
 
 struct Dispatch {
   float (*dot)(const float*, const float*, size_t);
-  void (*hamming)(const uint64_t*, const uint64_t*, size_t, uint16_t*);
-  void (*hamming_within)(const uint64_t*, size_t, const uint64_t*, size_t, const uint32_t*, Candidates*);
+  float (*dot_i8)(const float*, const int8_t*, size_t);
+  void (*hamming_half)(const uint64_t*, const uint64_t*, size_t, uint16_t*);
+  void (*hamming_within)(const uint64_t*, const uint64_t*, size_t, size_t, const uint64_t*, size_t, const uint32_t*,
+                         const uint32_t*, Candidates*);
   void (*dots_i8)(const int8_t*, size_t, size_t, const int8_t*, int32_t*);
   const char* isa;
 };
@@ -174,9 +229,9 @@ Dispatch choose() {
   bool baseline_only = forced != nullptr && std::string(forced) == "x86-64-v3";
   if (!baseline_only && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vpopcntdq")) {
-    return {dot_avx512, hamming_avx512, hamming_within_avx512, dots_i8_avx512, "avx512"};
+    return {dot_avx512, dot_i8_avx512, hamming_half_avx512, hamming_within_avx512, dots_i8_avx512, "avx512"};
   }
-  return {dot_baseline, hamming_baseline, hamming_within_baseline, dots_i8_baseline, "x86-64-v3"};
+  return {dot_baseline, dot_i8_baseline, hamming_half_baseline, hamming_within_baseline, dots_i8_baseline, "x86-64-v3"};
 }
 
 const Dispatch kDispatch = choose();
@@ -184,12 +239,14 @@ const Dispatch kDispatch = choose();
 }  // namespace
 
 float dot(const float* a, const float* b, size_t dim) { return kDispatch.dot(a, b, dim); }
-void hamming(const uint64_t* codes, const uint64_t* query, size_t block_count, uint16_t* out) {
-  kDispatch.hamming(codes, query, block_count, out);
+float dot_i8(const float* a, const int8_t* row, size_t dim) { return kDispatch.dot_i8(a, row, dim); }
+void hamming_half(const uint64_t* half, const uint64_t* query_half, size_t block_count, uint16_t* out) {
+  kDispatch.hamming_half(half, query_half, block_count, out);
 }
-void hamming_within(const uint64_t* codes, size_t block_count, const uint64_t* queries, size_t query_count,
-                    const uint32_t* limits, Candidates* out) {
-  kDispatch.hamming_within(codes, block_count, queries, query_count, limits, out);
+void hamming_within(const uint64_t* first, const uint64_t* second, size_t block_begin, size_t block_end,
+                    const uint64_t* queries, size_t query_count, const uint32_t* first_limits, const uint32_t* limits,
+                    Candidates* out) {
+  kDispatch.hamming_within(first, second, block_begin, block_end, queries, query_count, first_limits, limits, out);
 }
 void dots_i8(const int8_t* rows, size_t count, size_t dim, const int8_t* query, int32_t* out) {
   kDispatch.dots_i8(rows, count, dim, query, out);

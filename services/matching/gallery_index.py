@@ -8,18 +8,21 @@ never returned.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import structlog
 
 from retailface import _matcher
+from retailface.services.matching.crypto import RecordCipher
 from retailface.services.matching.errors import ModelMismatchError, StoreCorruptedError
 from retailface.services.matching.params import IndexParams
 from retailface.services.matching.results import Candidate, QueryOutcome
-from retailface.services.matching.snapshots import SnapshotMeta, TemplateChunk
+from retailface.services.matching.snapshots import SnapshotMeta, TemplateChunk, read_snapshot
 from retailface.services.matching.subjects import SubjectIndex
 from retailface.services.shared.model_identity import ModelIdentity
 from retailface.v1.matching_pb2 import DECISION_MATCH, DECISION_NO_MATCH
@@ -79,31 +82,55 @@ class GalleryIndex:
 
     # ------------------------------------------------------------ snapshots
 
+    @classmethod
+    def from_snapshot(
+        cls, path: Path, cipher: RecordCipher, name: str, model: ModelIdentity, params: IndexParams
+    ) -> tuple[GalleryIndex, SnapshotMeta]:
+        """A new index holding the snapshot at `path` (a replica's start). Loading makes millions of small
+        objects (ids): the cyclic garbage collector, which would walk them again and again, waits meanwhile."""
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            meta, chunks = read_snapshot(path, cipher, name, model.dim)
+            index = cls(name, model, params, expected_templates=meta.templates)
+            index.restore(meta, chunks, where=str(path))
+        finally:
+            if was_enabled:
+                gc.enable()
+        return index, meta
+
     def restore(self, meta: SnapshotMeta, chunks: list[TemplateChunk], where: str) -> None:
         """Loads a snapshot into this (new) index."""
         self.check_model(meta.model, "the snapshot")
-        for subject_id, key, tags in meta.subjects:
-            self.ids.add_subject(subject_id, int(key), frozenset(tags))
+        self.ids.restore(meta.subjects)
         for chunk in chunks:
-            self._native.add(chunk.template_keys, chunk.subject_keys, chunk.vectors)
-            keys = zip(chunk.template_ids, chunk.template_keys.tolist(), chunk.subject_keys.tolist(), strict=True)
-            for template_id, template_key, subject_key in keys:
-                subject_id = self.ids.subject_id(subject_key)
-                if subject_id is None:
-                    raise StoreCorruptedError(f"{where}: template {template_id} has no subject")
-                self.ids.bind_template(subject_id, template_id, template_key)
+            if chunk.vectors is not None:  # a format-1 snapshot
+                self._native.add(chunk.template_keys, chunk.subject_keys, chunk.vectors)
+            else:
+                self._native.restore(chunk.template_keys, chunk.subject_keys, chunk.rows, chunk.scales, chunk.codes)
+            try:
+                self.ids.bind_many(chunk.template_ids, chunk.template_keys, chunk.subject_keys)
+            except KeyError as missing:
+                raise StoreCorruptedError(f"{where}: a template of subject key {missing} has no subject") from None
         self.ids.next_subject_key = max(self.ids.next_subject_key, meta.next_subject_key)
         self.ids.next_template_key = max(self.ids.next_template_key, meta.next_template_key)
 
     def contents(self, sequence: int, created_at: str) -> tuple[SnapshotMeta, TemplateChunk]:
         """Everything a snapshot at log ``sequence`` holds; the caller holds the store's write lock."""
-        template_keys, subject_keys, vectors = self._native.templates()
-        templates = TemplateChunk(self.ids.template_ids_of(template_keys), template_keys, subject_keys, vectors)
+        stored = self._native.stored()
+        templates = TemplateChunk(
+            self.ids.template_ids_of(stored["template_ids"]),
+            stored["template_ids"],
+            stored["subject_ids"],
+            scales=stored["scales"],
+            rows=stored["rows"],
+            codes=stored["codes"],
+        )
         meta = SnapshotMeta(
             gallery=self.name,
             model=self.model_record(),
             sequence=sequence,
-            templates=len(template_keys),
+            templates=len(templates),
             subjects=[[subject_id, s.key, sorted(s.tags)] for subject_id, s in self.ids.items()],
             next_subject_key=self.ids.next_subject_key,
             next_template_key=self.ids.next_template_key,

@@ -34,7 +34,7 @@ from retailface.services.matching.params import (
 )
 from retailface.services.matching.recordlog import RecordLog, decode_record, encode_record
 from retailface.services.matching.results import EnrollOutcome, GalleryStats, QueryOutcome, SearchOutcome
-from retailface.services.matching.snapshots import SNAPSHOT_FILE, read_snapshot, write_snapshot
+from retailface.services.matching.snapshots import SNAPSHOT_FILE, write_snapshot
 from retailface.services.matching.vectors import validate_vectors
 from retailface.services.shared.model_identity import ModelIdentity
 from retailface.v1.matching_pb2 import DECISION_NO_MATCH
@@ -91,9 +91,9 @@ class GalleryStore:
     def _load(self) -> GalleryIndex:
         started = time.monotonic()
         if self._snapshot_path.exists():
-            meta, chunks = read_snapshot(self._snapshot_path, self._cipher, self.name, self.model.dim)
-            index = GalleryIndex(self.name, self.model, self.index_params, expected_templates=meta.templates)
-            index.restore(meta, chunks, where=str(self._snapshot_path))
+            index, meta = GalleryIndex.from_snapshot(
+                self._snapshot_path, self._cipher, self.name, self.model, self.index_params
+            )
             self._snapshot_sequence = meta.sequence
             self._last_snapshot_at = meta.created_at
         else:

@@ -17,7 +17,6 @@ snapshot's records share, and the atomic replacement of a whole file that snapsh
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import struct
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import structlog
 from prometheus_client import Counter
 
@@ -41,14 +41,14 @@ SEGMENT_PATTERN = re.compile(r"^wal-(\d{20})\.log$")
 
 
 def encode_record(header: dict[str, Any], vectors: np.ndarray | None = None) -> bytes:
-    meta = json.dumps(header, separators=(",", ":")).encode()
+    meta = orjson.dumps(header)
     payload = b"" if vectors is None else np.ascontiguousarray(vectors, dtype="<f4").tobytes()
     return struct.pack("<I", len(meta)) + meta + payload
 
 
 def decode_record(plaintext: bytes, dim: int) -> tuple[dict[str, Any], np.ndarray | None]:
     (meta_len,) = struct.unpack_from("<I", plaintext)
-    header = json.loads(plaintext[4 : 4 + meta_len])
+    header = orjson.loads(plaintext[4 : 4 + meta_len])
     rest = plaintext[4 + meta_len :]
     if not rest:
         return header, None

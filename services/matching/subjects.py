@@ -18,7 +18,7 @@ from retailface.services.matching.errors import TemplateConflictError
 FILTER_CACHE_ENTRIES = 64
 
 
-@dataclass
+@dataclass(slots=True)
 class Subject:
     key: int
     tags: frozenset[str]
@@ -107,6 +107,34 @@ class SubjectIndex:
         self._template_ids_by_key[template_key] = template_id
         self._template_owner[template_id] = subject_id
         self.next_template_key = max(self.next_template_key, template_key + 1)
+
+    def restore(self, subjects: list[list[object]]) -> None:
+        """Adds a snapshot's subjects ([id, key, tags]) at once; the index must be empty."""
+        by_id, by_key = self._subjects, self._subject_ids_by_key
+        tag_sets: dict[tuple[str, ...], frozenset[str]] = {}  # most subjects share a handful of tag sets
+        for subject_id, key, tags in subjects:
+            frozen = tag_sets.get(tuple(tags))  # type: ignore[arg-type]
+            if frozen is None:
+                frozen = tag_sets.setdefault(tuple(tags), frozenset(tags))  # type: ignore[arg-type]
+            by_id[subject_id] = Subject(key, frozen)  # type: ignore[index,arg-type]
+            by_key[key] = subject_id  # type: ignore[index,assignment]
+            for tag in frozen:
+                self._subjects_by_tag.setdefault(tag, set()).add(key)  # type: ignore[arg-type]
+        if by_id:
+            self.next_subject_key = max(self.next_subject_key, max(self._subject_ids_by_key) + 1)
+        self._version += 1
+
+    def bind_many(self, template_ids: list[str], template_keys: np.ndarray, subject_keys: np.ndarray) -> None:
+        """bind_template for a snapshot's chunk of templates, in bulk; KeyError for a subject key no subject has."""
+        keys = template_keys.tolist()
+        owners = [self._subject_ids_by_key[key] for key in subject_keys.tolist()]
+        self._template_ids_by_key.update(zip(keys, template_ids, strict=True))
+        self._template_owner.update(zip(template_ids, owners, strict=True))
+        subjects = self._subjects
+        for template_id, key, owner in zip(template_ids, keys, owners, strict=True):
+            subjects[owner].templates[template_id] = key
+        if keys:
+            self.next_template_key = max(self.next_template_key, max(keys) + 1)
 
     def set_tags(self, subject: Subject, tags: frozenset[str]) -> None:
         for tag in subject.tags - tags:

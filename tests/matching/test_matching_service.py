@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from stored_form import self_score
 
 from retailface._matcher import DEFAULT_PARAMS, ISA
 from retailface.devtools.localstack import LocalStack, client_channel
@@ -105,7 +106,7 @@ def test_search_identifies_the_enrolled_subject_and_no_one_for_a_stranger(enroll
     first, second = response.results
     assert first.decision == matching_pb2.DECISION_MATCH
     assert (first.candidates[0].subject_id, first.candidates[0].template_id) == ("alice", "alice-t1")
-    assert first.candidates[0].score == pytest.approx(1.0, abs=1e-5)
+    assert first.candidates[0].score == pytest.approx(self_score(VECTORS[1]), abs=1e-5)
     assert second.decision == matching_pb2.DECISION_NO_MATCH
     assert (response.threshold, response.margin) == (pytest.approx(0.48), pytest.approx(0.05))
     assert response.plan == "exact-scan"
@@ -234,7 +235,7 @@ def test_stats_report_the_gallery_its_index_and_its_log(enrolled: Client) -> Non
     defaults = (DEFAULT_PARAMS["M"], DEFAULT_PARAMS["ef_construction"], DEFAULT_PARAMS["ef_search"])
     assert index == (*defaults, DEFAULT_PARAMS["threads"])
     # At least the float vectors of the templates the index reserves at start, far from a gigabyte.
-    assert DEFAULT_PARAMS["capacity"] * DIM * 4 <= stats.memory_bytes < 64 << 20
+    assert DEFAULT_PARAMS["capacity"] * (DIM + 4) <= stats.memory_bytes < 64 << 20  # int8 rows and scales
     assert stats.search_kernel == ISA  # this machine's, as the test process sees it
     assert stats.log_records_since_snapshot == 5  # 3 enrolls, 1 tag change, 1 erase
     assert stats.last_snapshot_at == ""
@@ -325,7 +326,8 @@ def check_after_restart(client: Client, acknowledged: dict[str, np.ndarray], att
         for (subject, index, _), result in zip(batch, results, strict=True):
             top = result.candidates[0] if result.candidates else None
             if top is not None and top.subject_id == subject and top.template_id == f"{subject}-t{index}":
-                assert top.score == pytest.approx(1.0, abs=1e-5), "the template's vector changed"
+                vector = attempted[subject][index]
+                assert top.score == pytest.approx(self_score(vector), abs=1e-5), "the template's vector changed"
                 found[subject] = found.get(subject, 0) + 1
         return found
 

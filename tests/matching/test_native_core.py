@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from stored_form import stored_form
 
 from retailface._matcher import DEFAULT_PARAMS, Decision, Gallery, Plan
 from retailface.v1 import matching_pb2
@@ -25,7 +26,7 @@ def _unit(rows: int, dim: int = 64, seed: int = 0) -> np.ndarray:
 def _brute_force(
     gallery_vectors: np.ndarray, subjects: np.ndarray, queries: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    scores = queries @ gallery_vectors.T
+    scores = queries @ stored_form(gallery_vectors).T  # what the gallery holds and scores
     best_subjects, best_scores = [], []
     for row in scores:
         per_subject: dict[int, float] = {}
@@ -91,7 +92,7 @@ def test_removals_are_honoured_at_once_and_slots_are_reused(hnsw_graph: bool) ->
     assert found.subjects[0, 0] == 77 and found.template_ids[0, 0] == 500
     ids, owners, stored = gallery.templates()
     assert len(ids) == gallery.size == 100 and 0 not in ids and set(owners[np.isin(ids, [500, 503])]) == {77}
-    np.testing.assert_array_equal(stored[ids == 500][0], vectors[0])
+    np.testing.assert_array_equal(stored[ids == 500][0], stored_form(vectors[:1])[0])
 
 
 def test_readding_a_template_replaces_it() -> None:

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from stored_form import stored_form
 
 from retailface._matcher import Gallery, Plan
 
@@ -42,7 +43,7 @@ def _gallery(hnsw_graph: bool, exact_below: int = 1000) -> Gallery:
 
 
 def _best_subject(vectors: np.ndarray, owners: np.ndarray, query: np.ndarray) -> int:
-    scores = vectors @ query
+    scores = stored_form(vectors) @ query  # what the gallery holds and scores
     return int(owners[int(np.argmax(scores))])
 
 
@@ -94,7 +95,7 @@ def test_a_gallery_without_a_graph_answers_like_one_with_it(
     after = without.search(QUERIES[:1].copy(), top_k=5)
     assert erased not in after.subjects[0]
     assert (after.subjects[0, 0], after.template_ids[0, 0]) == (SUBJECTS + 1, replaced)
-    assert after.scores[0, 0] == pytest.approx(1.0, abs=1e-6)
+    assert after.scores[0, 0] == pytest.approx(float(stored_form(QUERIES[:1])[0] @ QUERIES[0]), abs=1e-6)
 
 
 def test_without_a_graph_the_memory_is_smaller_and_the_sum_of_its_parts() -> None:
@@ -102,20 +103,24 @@ def test_without_a_graph_the_memory_is_smaller_and_the_sum_of_its_parts() -> Non
     parts = without.memory_parts
     capacity = without.params["capacity"]
     assert capacity == 8192  # 16 doubled until 6000 templates fit
-    assert parts == {
-        "vectors": capacity * DIM * 4,  # one contiguous float row per slot
+    subjects = len(np.unique(OWNERS))
+    tables = parts["ids"] - capacity * (8 + 8 + 4 + 1)  # template, subject, next slot of the subject, liveness
+    assert {part: size for part, size in parts.items() if part != "ids"} == {
+        "vectors": capacity * (DIM + 4),  # one int8 row and its float scale per slot
         "graph": 0,
         "codes": capacity * 32,  # 256-bit sign codes
-        "ids": capacity * 17 + N * 32 + len(np.unique(OWNERS)) * 48,
         "filters": 0,
     }
+    # Two tables of 4-byte slot numbers (template id -> slot, subject id -> first slot), 60% to 85% full.
+    assert (N + subjects) * 4 / 0.85 <= tables <= (N + subjects) * 4 / 0.6 + 2 * 4 * 16
     assert without.memory_bytes == sum(parts.values())
     graph_parts = with_graph.memory_parts
     assert with_graph.memory_bytes == sum(graph_parts.values())
-    # The graph holds the only float copy (same bytes), plus its links: everything else is the same but 4 bytes
-    # per slot of the slot -> graph element map.
+    # The graph holds its own float copy and its links (and the slot -> graph element map); everything else is
+    # the same.
     assert graph_parts["vectors"] == parts["vectors"] and graph_parts["codes"] == parts["codes"]
-    assert graph_parts["ids"] == parts["ids"] + capacity * 4
+    assert graph_parts["ids"] == parts["ids"]
+    assert graph_parts["graph"] > capacity * DIM * 4  # the float copy at least
     assert graph_parts["graph"] > capacity * 2 * 16 * 4  # level-0 links (2M of 4 bytes) at least
     assert without.memory_bytes < with_graph.memory_bytes
     # A cached filter counts too.
@@ -134,10 +139,10 @@ def test_asking_for_the_graph_builds_it_from_the_stored_vectors() -> None:
     assert gallery.params["hnsw_graph"] is True and gallery.params["graph_for_global"] is True
     assert gallery.graph_build_seconds > 0.0
     parts = gallery.memory_parts
-    assert parts["graph"] > 0 and parts["vectors"] == gallery.params["capacity"] * DIM * 4
+    assert parts["graph"] > 0 and parts["vectors"] == gallery.params["capacity"] * (DIM + 4)
     after = gallery.templates()
     for old, new in zip(before, after, strict=True):
-        np.testing.assert_array_equal(old, new)  # the vectors moved into the graph unchanged
+        np.testing.assert_array_equal(old, new)  # the stored templates are unchanged by the graph
     # The freed slots are reused by new templates, inserted into the graph as new elements.
     gallery.add(np.arange(N, N + 100, dtype=np.int64), np.full(100, SUBJECTS + 7, dtype=np.int64), VECTORS[:100].copy())
     assert gallery.params["capacity"] == 8192

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from stored_form import stored_form
 
 from retailface import _matcher
 from retailface.services.matching.errors import (
@@ -76,12 +77,13 @@ def test_filtered_search_equals_brute_force_over_the_allowed_subjects(
 ) -> None:
     templates, queries = tagged
     outcome = members.search(queries, top_k=5, required_tags=["store:7", "consent:face"])
-    scores = (queries @ templates.reshape(-1, DIM).T).reshape(len(queries), SUBJECTS, PER_SUBJECT).max(axis=2)
+    stored = stored_form(templates.reshape(-1, DIM)).reshape(templates.shape)  # as the gallery holds them
+    scores = (queries @ stored.reshape(-1, DIM).T).reshape(len(queries), SUBJECTS, PER_SUBJECT).max(axis=2)
     for q, result in enumerate(outcome.results):
         ranked = sorted(STORE_7, key=lambda s: -scores[q, s])[:5]
         assert [c.subject_id for c in result.candidates] == [f"m{s}" for s in ranked], f"query {q}"
         np.testing.assert_allclose([c.score for c in result.candidates], scores[q, ranked], atol=1e-5)
-        best_template = "ab"[int(np.argmax(queries[q] @ templates[ranked[0]].T))]
+        best_template = "ab"[int(np.argmax(queries[q] @ stored[ranked[0]].T))]
         assert result.candidates[0].template_id == f"m{ranked[0]}-{best_template}"
         assert result.plan == "filtered-scan"
 
@@ -111,7 +113,7 @@ def look_alikes(members: GalleryStore) -> dict[str, np.ndarray]:
     base = unit(rng.standard_normal((1, DIM)))[0]
     other = unit(rng.standard_normal((1, DIM)))[0]
     members.enroll("alice", ["alice-1"], base[None, :])
-    members.enroll("bob", ["bob-1"], unit(base + 0.05 * other)[None, :])
+    members.enroll("bob", ["bob-1"], unit(base + 0.1 * other)[None, :])  # cosine 0.995 to alice's
     members.enroll("carol", ["carol-1"], other[None, :])
     capture = unit(other + 0.5 * unit(rng.standard_normal(DIM)))  # cosine about 0.89 to carol's template
     return {
@@ -128,7 +130,7 @@ def look_alikes(members: GalleryStore) -> dict[str, np.ndarray]:
         ("carol", {}, DECISION_MATCH),
         ("stranger", {}, DECISION_NO_MATCH),
         ("carol", {"threshold": 0.95}, DECISION_NO_MATCH),  # a per-call threshold above carol's score
-        ("alice", {"margin": 0.0005}, DECISION_MATCH),  # a per-call margin narrower than alice's lead over bob
+        ("alice", {"margin": 0.002}, DECISION_MATCH),  # a per-call margin narrower than alice's lead over bob
     ],
     ids=["ambiguous", "match", "no-match", "threshold-override", "margin-override"],
 )
@@ -351,7 +353,7 @@ def test_the_index_keeps_a_graph_only_when_asked(hnsw_graph: bool) -> None:
     assert index.apply(header | {"templates": ["a", "b", "c"], "template_keys": [1, 2, 3]}, vectors, "test") == 3
     parts = index.memory_parts
     assert index.memory_bytes == sum(parts.values())
-    assert parts["vectors"] == 64 * DIM * 4 and parts["codes"] == 64 * 32
+    assert parts["vectors"] == 64 * (DIM + 4) and parts["codes"] == 64 * 32  # int8 rows and scales, codes
     assert (parts["graph"] > 0) is hnsw_graph
     found = index.search(vectors[1:2], top_k=1, threshold=0.5, margin=0.05, subject_ids=[], required_tags=[])
     assert [(c.subject_id, c.template_id) for c in found[0].candidates] == [("p1", "b")]
@@ -363,4 +365,4 @@ def test_a_gallery_reports_the_index_it_was_built_with(members: GalleryStore) ->
     assert stats.model == MODEL
     assert stats.search_kernel == _matcher.ISA
     # The index reserves its initial capacity: at least the float vectors of that many templates.
-    assert stats.memory_bytes >= IndexParams().initial_capacity * DIM * 4
+    assert stats.memory_bytes >= IndexParams().initial_capacity * (DIM + 4)  # int8 rows and their scales

@@ -31,10 +31,12 @@ class SignCoder {
 };
 
 // Offers to best[q] the templates of query q (of `count` <= kernels::kMaxQueries, one pass over the codes
-// for all of them) nearest in Hamming distance, re-scored in float: max(min_candidates, searchable /
-// candidate_divisor) of them. `mask` (a bit per slot) restricts the scan to the allowed slots, of which
-// there are `searchable`; without it every live slot is searchable.
+// for all of them) nearest in Hamming distance, re-scored on their stored rows: max(min_candidates, searchable /
+// candidate_divisor) of them. The pass reads the codes' first halves, and a second half only where the first
+// is among the nearest (GalleryParams::first_pass_divisor). `mask` (a bit per slot) restricts the scan to the
+// allowed slots, of which there are `searchable`; without it every live slot is searchable. `shards` > 1
+// splits the pass over that many threads (a single large search on an otherwise idle replica).
 void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& params, const float* queries,
-               size_t count, TopSubjects* best, const std::vector<uint64_t>* mask, size_t searchable);
+               size_t count, TopSubjects* best, const std::vector<uint64_t>* mask, size_t searchable, size_t shards);
 
 }  // namespace retailface

@@ -2,9 +2,9 @@
 //
 // Search returns subjects, not templates: a subject's score is its best template's score. The Gallery is
 // the facade over the parts that do the work, one responsibility each:
-//   slots.hpp         slot storage: ids, sign codes, the vectors (in hnswlib's graph when there is one)
+//   slots.hpp         slot storage: ids, sign codes, the stored int8 rows (quantize.hpp), the optional graph
 //   planner.hpp       each query's plan, from the size of what it may see
-//   code_scan.hpp     the sign-code scan with a float re-rank (large galleries, wide filters)
+//   code_scan.hpp     the sign-code scan with a re-rank on the stored rows (large galleries, wide filters)
 //   filter_cache.hpp  a filter's slots and plan, kept until the gallery changes
 //   int8_scan.hpp     the exact scan of a filter's int8 copies
 //   decision.hpp      MATCH / NO_MATCH / AMBIGUOUS from the best subjects
@@ -37,8 +37,13 @@ class Gallery {
  public:
   explicit Gallery(const GalleryParams& params);
 
-  // vectors: n x dim, row-major. Re-adding an existing template id replaces its vector/subject.
+  // vectors: n x dim, row-major. Re-adding an existing template id replaces its vector/subject. The gallery keeps
+  // the stored form (quantize.hpp), not the float vector.
   void add(const int64_t* template_ids, const int64_t* subject_ids, const float* vectors, size_t n);
+  // Adds templates already in stored form (a snapshot's, from `stored`): rows n x dim, scales n, codes n x
+  // kCodeWords. No rounding and no encoding: a copy into the slots.
+  void restore(const int64_t* template_ids, const int64_t* subject_ids, const int8_t* rows, const float* scales,
+               const uint64_t* codes, size_t n);
   size_t remove(const int64_t* template_ids, size_t n);
   size_t remove_subject(int64_t subject_id);
 
@@ -59,19 +64,20 @@ class Gallery {
   void set_graph_for_global(bool graph);
   // Code scan: re-rank max(min_candidates, size / candidate_divisor) templates in float.
   void set_candidates(size_t min_candidates, size_t candidate_divisor);
+  // Code scan: the first pass lets through max(divisor x the re-ranked, 1/share of the gallery).
+  void set_first_pass(size_t divisor, size_t share);
   void set_filtered_scan_share(size_t share);
   // Code path of the scan kernels on this CPU ("avx512" or "x86-64-v3").
   static const char* isa() { return kernels::isa(); }
-  // Copies of every live template, for snapshots.
-  void templates(std::vector<int64_t>& template_ids, std::vector<int64_t>& subject_ids,
-                 std::vector<float>& vectors) const;
+  // Every live template in stored form, for snapshots.
+  StoredTemplates stored() const;
 
  private:
   // Builds and installs the graph unless there is one; takes the locks itself.
   void ensure_graph();
   std::shared_ptr<const FilterEntry> filter_for(const int64_t* allowed, size_t allowed_count) const;
   // Up to kernels::kMaxQueries queries in one pass over the codes.
-  void scan_codes(const float* queries, size_t count, TopSubjects* best, const FilterEntry* filter) const;
+  void scan_codes(const float* queries, size_t count, TopSubjects* best, const FilterEntry* filter, size_t shards) const;
   void collect(Plan plan, const float* query, size_t top_k, const FilterEntry* filter, TopSubjects& best) const;
 
   GalleryParams params_;  // capacity: as asked at construction (slots_ knows the current one)

@@ -34,6 +34,11 @@ struct GalleryParams {
   bool graph_for_global = false;      // large unfiltered galleries: hnswlib graph instead of the code scan (needs hnsw_graph)
   size_t min_candidates = 256;        // code scan: templates re-ranked in float, at least...
   size_t candidate_divisor = 400;     // ...and one in this many of the gallery
+  // Two passes (when they let through at most 1/8 of the gallery): the first compares the codes' first halves
+  // and keeps max(first_pass_divisor x the re-ranked, 1/first_pass_share of the gallery); the second reads
+  // the other halves of those. 1 and 1: one pass over whole codes (BENCHMARKS.md compares both).
+  size_t first_pass_divisor = 1;
+  size_t first_pass_share = 1;
   // Filters selecting up to 1/share of the gallery are scanned exactly (int8 copies, float re-score); wider
   // ones take the code scan over the allowed slots. The int8 scan reads 4x the code scan's bytes per
   // template, but only the allowed ones: memory traffic is equal at a quarter (see BENCHMARKS.md).

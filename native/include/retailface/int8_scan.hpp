@@ -1,6 +1,6 @@
-// The int8 scan: the exact plan for filters (kFilteredScan). The allowed templates' int8 copies, packed
-// with the cached filter, are scanned with a bound on the rounding, and every template the bound cannot
-// rule out is re-scored in float, so the result is the exact one at a quarter of the memory traffic.
+// The int8 scan: the exact plan for filters (kFilteredScan). The allowed templates' stored rows, packed
+// with the cached filter, are scanned with an int8 query and a bound on its rounding, and every template the
+// bound cannot rule out is re-scored with the float query, so the result is the exact one.
 #pragma once
 
 #include <cstddef>
@@ -12,12 +12,11 @@
 
 namespace retailface {
 
-// Row i describes slots[i] of a filter: int8 copy of the vector (scale * row approximates it), the norm of
-// what the rounding lost and of the vector, and the subject, packed so that a scan reads one contiguous
-// block instead of a cache line per template.
+// Row i describes slots[i] of a filter: its stored int8 row and scale, the norm of the template, and the
+// subject, packed so that a scan reads one contiguous block instead of a cache line per template.
 struct QuantizedRows {
   std::vector<int8_t> quantized;
-  std::vector<float> scales, errors, norms;
+  std::vector<float> scales, norms;
   std::vector<int64_t> slot_subjects;
 
   void build(const Slots& store, const std::vector<uint32_t>& slots, size_t dim);

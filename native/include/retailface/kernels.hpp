@@ -9,29 +9,36 @@
 
 namespace retailface::kernels {
 
-// Codes of 8 slots are stored word-major ("blocked"): word w of lane j of block b lives at
-// codes[b * kBlockWords + w * kLanes + j], so one 512-bit load reads the same word of 8 slots.
+// A code is 256 bits (4 words), stored as two halves of 128 bits in two arrays, so that a scan can read the
+// first halves alone and fetch a second half only where the first was near. Within a half, the codes of 8
+// slots are stored word-major ("blocked"): word w of lane j of block b lives at half[b * kHalfBlockWords +
+// w * kLanes + j], so one 512-bit load reads the same word of 8 slots.
 constexpr size_t kCodeBits = 256;
 constexpr size_t kCodeWords = kCodeBits / 64;
+constexpr size_t kHalfWords = kCodeWords / 2;
 constexpr size_t kLanes = 8;
-constexpr size_t kBlockWords = kCodeWords * kLanes;
+constexpr size_t kHalfBlockWords = kHalfWords * kLanes;
 
 // <a, b> for float vectors of length dim.
 float dot(const float* a, const float* b, size_t dim);
+// <a, row> for a float vector and an int8 row of length dim (the gallery's stored form; times its scale).
+float dot_i8(const float* a, const int8_t* row, size_t dim);
 
-// Hamming distances of the query code to every slot of blocks [0, block_count), written to out
-// (block_count * kLanes values).
-void hamming(const uint64_t* codes, const uint64_t* query, size_t block_count, uint16_t* out);
+// Hamming distances over one half: the query's half (kHalfWords words) against every slot of blocks
+// [0, block_count) of `half`, written to out (block_count * kLanes values).
+void hamming_half(const uint64_t* half, const uint64_t* query_half, size_t block_count, uint16_t* out);
 
 // Up to kMaxQueries queries share one pass over the codes: memory, not arithmetic, bounds a scan of
 // a large gallery, so a batch reads each code once for several queries.
 constexpr size_t kMaxQueries = 8;
 using Candidates = std::vector<std::pair<uint16_t, uint32_t>>;  // (distance, slot)
 
-// For each query q < query_count (codes at queries + q * kCodeWords), appends to out[q] every slot of
-// blocks [0, block_count) within limits[q] of it.
-void hamming_within(const uint64_t* codes, size_t block_count, const uint64_t* queries, size_t query_count,
-                    const uint32_t* limits, Candidates* out);
+// For each query q < query_count (its whole code at queries + q * kCodeWords), appends to out[q] every slot
+// of blocks [block_begin, block_end) whose first-half distance is within first_limits[q] and whole distance
+// within limits[q]. A block's second halves are read only when some lane passed the first.
+void hamming_within(const uint64_t* first, const uint64_t* second, size_t block_begin, size_t block_end,
+                    const uint64_t* queries, size_t query_count, const uint32_t* first_limits, const uint32_t* limits,
+                    Candidates* out);
 
 // Quantized rows: for each of `count` int8 rows of length dim (row r at rows + r * dim), the exact
 // integer dot product with the int8 query, written to out[r]. A store's filtered scan reads these
