@@ -99,7 +99,7 @@ bench-vision: models testdata bench-deps
 
 # Gallery search at N = 100k and 1M against hnswlib, faiss and numpy; about 45 minutes on 2 cores.
 bench-matcher: bench-deps
-	$(BENCH) benchmarks/matcher/bench_matcher.py --sizes 100000,1000000
+	$(BENCH) benchmarks/matcher/bench_matcher.py --sizes 100000,1000000,10000000
 
 # One onnxruntime thread per vision service (they run side by side on the same cores) and the int8
 # SFace (calibrated on the test photos, hence testdata): the configuration docs/BENCHMARKS.md reports.

@@ -34,6 +34,25 @@ size_t cutoff_for(const uint32_t* histogram, size_t needed) {
   return cutoff;
 }
 
+// Scores [begin, end) on their stored rows into `top`. The rows are scattered: fetch a few ahead so their cache
+// misses overlap. Ids (and liveness) are read only for a score that can enter the best subjects.
+void rerank(const Slots& slots, const float* query, size_t dim, const std::pair<uint16_t, uint32_t>* begin,
+            const std::pair<uint16_t, uint32_t>* end, TopSubjects& top) {
+  constexpr ptrdiff_t kAhead = 12;
+  auto prefetch = [&](size_t slot) {
+    const char* row = reinterpret_cast<const char*>(slots.row_of(slot));
+    for (size_t offset = 0; offset < dim; offset += 64) __builtin_prefetch(row + offset);
+    __builtin_prefetch(&slots.scales()[slot]);
+  };
+  for (const auto* at = begin; at < end && at < begin + kAhead; ++at) prefetch(at->second);
+  for (const auto* at = begin; at < end; ++at) {
+    if (end - at > kAhead) prefetch(at[kAhead].second);
+    uint32_t slot = at->second;
+    float score = slots.similarity(slot, query);
+    if (score >= top.floor() && slots.live(slot)) top.offer(slots.subject_of(slot), slots.template_of(slot), score);
+  }
+}
+
 }  // namespace
 
 void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& params, const float* queries,
@@ -56,6 +75,9 @@ void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& 
   size_t first_wanted = std::min(searchable_count, std::max(wanted * params.first_pass_divisor,
                                                             searchable_count / std::max<size_t>(params.first_pass_share, 1)));
   size_t blocks = (used + kLanes - 1) / kLanes;
+  // Two passes when the first halves let few enough through: the first streams the first halves alone, the
+  // second reads the other halves of those it kept. Otherwise one pass reads both.
+  const bool two_passes = first_wanted * 8 <= searchable_count;
   // A sample of the blocks (1 in 16, in runs of 64 contiguous blocks so that it streams) estimates each
   // query's two cut-offs with a margin; one pass then keeps every slot under them, and their histogram is the
   // true one up to the second.
@@ -71,7 +93,8 @@ void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& 
     size_t run = std::min(kRun, blocks - start);
     for (size_t q = 0; q < count; ++q) {
       kernels::hamming_half(first + start * kHalf, query_codes + q * kCodeWords, run, near.data());
-      kernels::hamming_half(second + start * kHalf, query_codes + q * kCodeWords + kernels::kHalfWords, run, far.data());
+      if (two_passes) std::fill(far.begin(), far.end(), uint16_t{0});  // the second pass needs no estimate
+      else kernels::hamming_half(second + start * kHalf, query_codes + q * kCodeWords + kernels::kHalfWords, run, far.data());
       // Unfiltered, every lane counts (an estimate); filtered, only allowed ones (the mask is 0 past the used slots).
       for (size_t i = 0; i < run * kLanes; ++i) {
         if (mask != nullptr && !searchable(start * kLanes + i)) continue;
@@ -80,9 +103,6 @@ void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& 
       }
     }
   }
-  // Two passes when the first halves let few enough through: the first streams the first halves alone, the
-  // second reads the second halves of those it kept. Otherwise one pass reads both.
-  const bool two_passes = first_wanted * 8 <= searchable_count;
   uint32_t limits[kQueries], first_limits[kQueries];
   for (size_t q = 0; q < count; ++q) {
     limits[q] = static_cast<uint32_t>(std::min(kCodeBits, cutoff_for(histograms[q], wanted / kSampleEvery * 2 + 8) + 2));
@@ -112,7 +132,7 @@ void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& 
       uint32_t distance = list[i].first;
       for (size_t word = 0; word < kernels::kHalfWords; ++word)
         distance += static_cast<uint32_t>(__builtin_popcountll(at[word * kLanes] ^ tail[word]));
-      if (distance <= limits[q]) list[kept++] = {static_cast<uint16_t>(distance), slot};
+      list[kept++] = {static_cast<uint16_t>(distance), slot};  // all of them: the cut-off comes from their histogram
     }
     list.resize(kept);
   };
@@ -161,22 +181,18 @@ void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& 
     }
     found.erase(std::remove_if(found.begin(), found.end(), [&](const auto& candidate) { return candidate.first > cutoff; }),
                 found.end());
-    // The re-rank reads scattered rows: fetch a few ahead so their cache misses overlap. Ids are read only for
-    // a score that can enter the best subjects (a template scoring under the floor cannot).
-    constexpr size_t kAhead = 8;
-    auto prefetch = [&](size_t slot) {
-      const char* row = reinterpret_cast<const char*>(slots.row_of(slot));
-      for (size_t offset = 0; offset < params.dim; offset += 64) __builtin_prefetch(row + offset);
-      __builtin_prefetch(&slots.scales()[slot]);
-    };
-    for (size_t i = 0; i < std::min(kAhead, found.size()); ++i) prefetch(found[i].second);
-    TopSubjects& top = best[q];
-    for (size_t i = 0; i < found.size(); ++i) {
-      if (i + kAhead < found.size()) prefetch(found[i + kAhead].second);
-      uint32_t slot = found[i].second;
-      float score = slots.similarity(slot, query);
-      if (score >= top.floor() && slots.live(slot)) top.offer(slots.subject_of(slot), slots.template_of(slot), score);
+    // The re-rank reads scattered rows (latency, not bandwidth): a split search re-ranks on every shard's thread.
+    if (shards == 1 || found.size() < 4096) {
+      rerank(slots, query, params.dim, found.data(), found.data() + found.size(), best[q]);
+      continue;
     }
+    std::vector<TopSubjects> partial(shards, TopSubjects(best[q].capacity()));
+    parallel_for(shards, shards, [&](size_t shard) {
+      size_t begin = found.size() * shard / shards, end = found.size() * (shard + 1) / shards;
+      rerank(slots, query, params.dim, found.data() + begin, found.data() + end, partial[shard]);
+    });
+    for (const auto& part : partial)
+      for (const auto& entry : part.entries()) best[q].offer(entry.subject, entry.template_id, entry.score);
   }
 }
 

@@ -291,6 +291,7 @@ class GalleryStore:
             margin=self.policy.margin,
             model=self.model,
             memory_bytes=self._index.memory_bytes,
+            memory_parts=self._index.memory_parts,
             index=self.index_params,
             records_since_snapshot=self.records_since_snapshot,
             last_snapshot_at=self._last_snapshot_at,

@@ -49,6 +49,7 @@ class GalleryStats:
     margin: float
     model: ModelIdentity
     memory_bytes: int
+    memory_parts: dict[str, int]  # memory_bytes by part (vectors, codes, ids, graph, filters)
     index: IndexParams
     records_since_snapshot: int
     last_snapshot_at: str  # ISO 8601 UTC, empty before the first snapshot

@@ -155,6 +155,7 @@ class MatchingServicer(matching_pb2_grpc.MatchingServiceServicer):
         return matching_pb2.GalleryStats(
             info=_gallery_info(stats),
             memory_bytes=stats.memory_bytes,
+            memory_parts=stats.memory_parts,
             hnsw_m=stats.index.m,
             hnsw_ef_construction=stats.index.ef_construction,
             hnsw_ef_search=stats.index.ef_search,

@@ -234,8 +234,16 @@ def test_stats_report_the_gallery_its_index_and_its_log(enrolled: Client) -> Non
     index = (stats.hnsw_m, stats.hnsw_ef_construction, stats.hnsw_ef_search, stats.search_threads)
     defaults = (DEFAULT_PARAMS["M"], DEFAULT_PARAMS["ef_construction"], DEFAULT_PARAMS["ef_search"])
     assert index == (*defaults, DEFAULT_PARAMS["threads"])
-    # At least the float vectors of the templates the index reserves at start, far from a gigabyte.
-    assert DEFAULT_PARAMS["capacity"] * (DIM + 4) <= stats.memory_bytes < 64 << 20  # int8 rows and scales
+    # The rows (int8 and a scale) and codes of the slots the index reserves at start, far from a gigabyte; by part.
+    assert DEFAULT_PARAMS["capacity"] * (DIM + 4) <= stats.memory_bytes < 64 << 20
+    assert dict(stats.memory_parts) == {
+        "vectors": DEFAULT_PARAMS["capacity"] * (DIM + 4),
+        "codes": DEFAULT_PARAMS["capacity"] * 32,
+        "graph": 0,
+        "ids": stats.memory_parts["ids"],
+        "filters": stats.memory_parts["filters"],
+    }
+    assert sum(stats.memory_parts.values()) == stats.memory_bytes
     assert stats.search_kernel == ISA  # this machine's, as the test process sees it
     assert stats.log_records_since_snapshot == 5  # 3 enrolls, 1 tag change, 1 erase
     assert stats.last_snapshot_at == ""

@@ -176,7 +176,14 @@ class GalleryStatsRequest(_message.Message):
     def __init__(self, gallery: _Optional[str] = ...) -> None: ...
 
 class GalleryStats(_message.Message):
-    __slots__ = ("info", "memory_bytes", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "search_threads", "log_records_since_snapshot", "last_snapshot_at", "search_kernel")
+    __slots__ = ("info", "memory_bytes", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "search_threads", "log_records_since_snapshot", "last_snapshot_at", "search_kernel", "memory_parts")
+    class MemoryPartsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     INFO_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     HNSW_M_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +193,7 @@ class GalleryStats(_message.Message):
     LOG_RECORDS_SINCE_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     LAST_SNAPSHOT_AT_FIELD_NUMBER: _ClassVar[int]
     SEARCH_KERNEL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_PARTS_FIELD_NUMBER: _ClassVar[int]
     info: GalleryInfo
     memory_bytes: int
     hnsw_m: int
@@ -195,7 +203,8 @@ class GalleryStats(_message.Message):
     log_records_since_snapshot: int
     last_snapshot_at: str
     search_kernel: str
-    def __init__(self, info: _Optional[_Union[GalleryInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., hnsw_m: _Optional[int] = ..., hnsw_ef_construction: _Optional[int] = ..., hnsw_ef_search: _Optional[int] = ..., search_threads: _Optional[int] = ..., log_records_since_snapshot: _Optional[int] = ..., last_snapshot_at: _Optional[str] = ..., search_kernel: _Optional[str] = ...) -> None: ...
+    memory_parts: _containers.ScalarMap[str, int]
+    def __init__(self, info: _Optional[_Union[GalleryInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., hnsw_m: _Optional[int] = ..., hnsw_ef_construction: _Optional[int] = ..., hnsw_ef_search: _Optional[int] = ..., search_threads: _Optional[int] = ..., log_records_since_snapshot: _Optional[int] = ..., last_snapshot_at: _Optional[str] = ..., search_kernel: _Optional[str] = ..., memory_parts: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ("gallery",)
