@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, delete, select, update
 
-from retailface.services.personalization import db, outbox
+from retailface.services.personalization import db, dialects, outbox
 from retailface.services.personalization.alerts import withdraw_unseen
 from retailface.services.personalization.base import (
     Component,
@@ -109,6 +109,11 @@ class Members(Component):
             check_id(member.home_store_id, "home_store_id")
         now = time.time()
         with db.write(self.engine) as conn:
+            # Replicas creating one member, or giving one loyalty number to two members, wait for each other
+            # here (PostgreSQL), so that the checks below see the other's write: never a unique-key failure.
+            dialects.lock_key(conn, "member", member.member_id)
+            if member.loyalty_number:
+                dialects.lock_key(conn, "loyalty_number", member.loyalty_number)
             if member.home_store_id:
                 require_store(conn, member.home_store_id)
             if member.loyalty_number:

@@ -23,6 +23,7 @@ from retailface.services.personalization.domain import (
     Campaign,
     Channel,
     InventoryItem,
+    Member,
     Product,
     Purchase,
     PurchaseLine,
@@ -31,6 +32,7 @@ from retailface.services.personalization.domain import (
 from retailface.services.personalization.recommender import ModelHolder
 from retailface.services.personalization.service import Personalization
 from retailface.services.personalization.settings import Settings
+from retailface.services.shared.errors import AlreadyExists
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
@@ -107,6 +109,27 @@ def test_two_replicas_racing_never_offer_a_member_the_same_item_twice(replicas: 
         delivered = conn.execute(select(func.count()).where(db.offer_deliveries.c.member_id.in_(members))).scalar_one()
     assert delivered == len(offered[0]) + len(offered[1]) > 0
     assert _duplicate_offers(engine) == []
+
+
+def test_two_replicas_giving_one_loyalty_number_to_two_members_refuse_the_second(replicas: Replicas) -> None:
+    def enroll(replica: Personalization, attempt: int) -> str:
+        member_id = f"race-{'ab'[replicas.index(replica)]}-{attempt}"
+        try:
+            replica.members.upsert(Member(member_id=member_id, loyalty_number=f"LN-RACE-{attempt}"))
+        except AlreadyExists:
+            return "refused"
+        return "created"
+
+    for attempt in range(5):  # each a new loyalty number, raced for by two new members
+        outcomes = race(replicas, lambda replica, attempt=attempt: enroll(replica, attempt))
+        assert sorted(outcomes) == ["created", "refused"]
+
+
+def test_two_replicas_creating_one_member_at_once_create_it_once(replicas: Replicas, engine: Engine) -> None:
+    outcomes = race(replicas, lambda replica: replica.members.upsert(Member(member_id="race-same", display_name="R")))
+    assert [member.member_id for member in outcomes] == ["race-same", "race-same"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).where(db.members.c.member_id == "race-same")).scalar_one() == 1
 
 
 def test_the_same_visit_events_on_two_replicas_are_recorded_once_each(replicas: Replicas, engine: Engine) -> None:
