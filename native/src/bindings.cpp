@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "retailface/gallery.hpp"
+#include "retailface/quantize.hpp"
 
 namespace py = pybind11;
 using retailface::Gallery;
@@ -108,6 +109,8 @@ PYBIND11_MODULE(_matcher, m) {
   m.attr("HNSWLIB_VERSION") = RETAILFACE_HNSWLIB_VERSION;
   // Code path the scan kernels took on this CPU: "avx512" (with VPOPCNTDQ) or the "x86-64-v3" baseline.
   m.attr("ISA") = Gallery::isa();
+  // Words (uint64) of one template's sign code: the width of the `codes` that `stored` gives and `restore` takes.
+  m.attr("CODE_WORDS") = retailface::kernels::kCodeWords;
   // The defaults of every Gallery parameter (M, ef_construction, ef_search, threads, capacity...).
   m.attr("DEFAULT_PARAMS") = to_dict(GalleryParams{});
 
@@ -248,7 +251,7 @@ PYBIND11_MODULE(_matcher, m) {
              size_t n = stored.template_ids.size(), dim = self.dim();
              std::vector<float> vectors(n * dim);
              for (size_t i = 0; i < n; ++i)
-               for (size_t d = 0; d < dim; ++d) vectors[i * dim + d] = stored.scales[i] * static_cast<float>(stored.rows[i * dim + d]);
+               retailface::restore_int8(stored.rows.data() + i * dim, stored.scales[i], dim, vectors.data() + i * dim);
              auto rows = static_cast<py::ssize_t>(n);
              return py::make_tuple(to_numpy(std::move(stored.template_ids), {rows}), to_numpy(std::move(stored.subject_ids), {rows}),
                                    to_numpy(std::move(vectors), {rows, static_cast<py::ssize_t>(dim)}));

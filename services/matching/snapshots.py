@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from retailface import _matcher
 from retailface.services.matching.crypto import RecordCipher, read_sealed_file
 from retailface.services.matching.errors import StoreCorruptedError
 from retailface.services.matching.recordlog import decode_record, encode_record, write_atomically
@@ -44,7 +45,6 @@ class SnapshotMeta:
 
 
 SNAPSHOT_FORMAT = 2
-CODE_WORDS = 4  # 256-bit sign codes (native kernels.hpp kCodeWords)
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class TemplateChunk:
     subject_keys: np.ndarray  # int64 [n]
     scales: np.ndarray | None = None  # float32 [n]
     rows: np.ndarray | None = None  # int8 [n, dim]
-    codes: np.ndarray | None = None  # uint64 [n, CODE_WORDS]
+    codes: np.ndarray | None = None  # uint64 [n, _matcher.CODE_WORDS]
     vectors: np.ndarray | None = None  # float32 [n, dim], format 1 only
 
     def __len__(self) -> int:
@@ -70,7 +70,7 @@ def _blocks(dim: int) -> list[tuple[str, str, int]]:
         ("subject_keys", "<i8", 1),
         ("scales", "<f4", 1),
         ("rows", "i1", dim),
-        ("codes", "<u8", CODE_WORDS),
+        ("codes", "<u8", _matcher.CODE_WORDS),
     ]
 
 
