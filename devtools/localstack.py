@@ -73,7 +73,8 @@ class Runtime:
         if self.tokens_file.is_file():
             self.tokens = {role: tokens[0] for role, tokens in json.loads(self.tokens_file.read_text()).items()}
         else:
-            self.tokens = {role: secrets.token_urlsafe(24) for role in sorted(ROLES)}
+            # hex, never a leading '-' that a command line would read as an option
+            self.tokens = {role: secrets.token_hex(24) for role in sorted(ROLES)}
             self.tokens_file.write_text(json.dumps({role: [token] for role, token in self.tokens.items()}, indent=2))
             self.tokens_file.chmod(0o600)
         self.service_token_file.write_text(self.tokens["service"])

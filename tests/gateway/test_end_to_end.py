@@ -340,8 +340,7 @@ def _cli(store: Store, module: str, role: str, *args: str) -> subprocess.Complet
         "--gateway",
         gateway,
         "--insecure",
-        "--token",
-        store.stack.runtime.tokens[role],
+        f"--token={store.stack.runtime.tokens[role]}",
         *args,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
