@@ -8,7 +8,7 @@ LOCK := requirements/lock.txt
 STAMP := $(VENV)/.installed
 NATIVE_SOURCES := $(shell find native cmake -type f 2>/dev/null) CMakeLists.txt
 
-.PHONY: postgres bench-pipeline docs all install models testdata datasets eval-accuracy calibrate demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers clean
+.PHONY: postgres bench-pipeline docs all install models testdata datasets eval-accuracy calibrate demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers bench-chain clean
 
 all: install
 
@@ -84,7 +84,7 @@ lock: install
 bench-deps: install
 	$(PIP) install -q -c $(LOCK) hnswlib faiss-cpu matplotlib
 
-bench: bench-vision bench-matcher bench-offers bench-pipeline
+bench: bench-vision bench-matcher bench-offers bench-pipeline bench-chain
 
 # Each benchmark's last output line is one JSON object; docs/BENCHMARKS.md records the results.
 # The lock keeps two benchmarks from sharing the 2 cores.
@@ -92,6 +92,11 @@ BENCH := flock /tmp/retailface-bench.lock $(PY)
 
 bench-offers: install
 	$(BENCH) benchmarks/offers/bench_offers.py
+
+# The chain on PostgreSQL (durable): 3 matching replicas (enrolls, erasure reaching every replica, a replica
+# killed under search load), replica cold start at 100k and 1M templates, bench-offers' workload on PostgreSQL.
+bench-chain: install postgres
+	$(BENCH) benchmarks/chain/bench_chain.py
 
 # Detection and embedding against OpenCV's own runners, 1 and 2 threads (builds the int8 SFace).
 bench-vision: models testdata bench-deps

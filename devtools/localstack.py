@@ -106,9 +106,19 @@ class Runtime:
             engine.dispose()
 
 
-def service_environment(service: str, runtime: Runtime, ports: dict[str, int] | None = None) -> dict[str, str]:
-    """Environment variables of a service, as its container gets them from ConfigMaps and Secrets."""
+def service_environment(
+    service: str,
+    runtime: Runtime,
+    ports: dict[str, int] | None = None,
+    backend_targets: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Environment variables of a service, as its container gets them from ConfigMaps and Secrets.
+
+    `backend_targets`: the gateway's target for a backend that runs as several replicas (a gRPC name that
+    resolves to all of them, as a headless Service's DNS name does in Kubernetes).
+    """
     ports = ports or {name: SERVICE_PORTS[name][0] for name in SERVICES}
+    backend_targets = backend_targets or {}
     env = {
         "RETAILFACE_HOST": "127.0.0.1",
         "RETAILFACE_PORT": str(ports[service]),
@@ -125,7 +135,9 @@ def service_environment(service: str, runtime: Runtime, ports: dict[str, int] | 
         env["RETAILFACE_PERSONALIZATION_DATA_DIR"] = str(runtime.data_dir("personalization"))
     elif service == "gateway":  # the gateway calls the other services on this stack's ports, not the defaults
         for backend in ("detection", "embedding", "matching", "personalization"):
-            env[f"RETAILFACE_GATEWAY_{backend.upper()}_ADDR"] = f"127.0.0.1:{ports[backend]}"
+            env[f"RETAILFACE_GATEWAY_{backend.upper()}_ADDR"] = backend_targets.get(
+                backend, f"127.0.0.1:{ports[backend]}"
+            )
     if runtime.tls:
         env |= {
             "RETAILFACE_TLS_CERT": str(runtime.pki_dir / f"{service}.crt"),
@@ -175,32 +187,68 @@ class ServiceProcess:
 
 
 class LocalStack:
+    """Services as processes on loopback. `replicas` runs a service as several processes (`matching-1`,
+    `matching-2`...), each on ports of its own; the gateway then reaches all of them through one
+    `ipv4:` target that gRPC's round_robin balances over, as it does over a headless Service."""
+
     def __init__(
-        self, runtime: Runtime, ports: dict[str, int] | None = None, extra_env: dict[str, dict[str, str]] | None = None
+        self,
+        runtime: Runtime,
+        ports: dict[str, int] | None = None,
+        extra_env: dict[str, dict[str, str]] | None = None,
+        replicas: dict[str, int] | None = None,
     ) -> None:
         self.runtime = runtime
         self.ports = ports or {name: SERVICE_PORTS[name][0] for name in SERVICES} | {
             f"{name}-metrics": SERVICE_PORTS[name][1] for name in SERVICES
         }
         self.extra_env = extra_env or {}
+        self.replicas = {service: count for service, count in (replicas or {}).items() if count > 1}
+        for service in self.replicas:
+            for instance in self.instances(service):
+                self.ports.setdefault(instance, free_port())
+                self.ports.setdefault(f"{instance}-metrics", free_port())
         self.processes: dict[str, ServiceProcess] = {}
 
-    def environment(self, service: str) -> dict[str, str]:
-        return service_environment(service, self.runtime, self.ports) | self.extra_env.get(service, {})
+    def instances(self, service: str) -> list[str]:
+        """The process names of a service: itself, or `service-1`..`service-n` when it has replicas."""
+        count = self.replicas.get(service, 1)
+        return [service] if count == 1 else [f"{service}-{index}" for index in range(1, count + 1)]
 
-    def start(self, service: str) -> ServiceProcess:
+    def service_of(self, instance: str) -> str:
+        base, _, index = instance.rpartition("-")
+        return base if index.isdigit() and base in self.replicas else instance
+
+    def environment(self, instance: str) -> dict[str, str]:
+        service = self.service_of(instance)
+        ports = self.ports | {service: self.ports[instance], f"{service}-metrics": self.ports[f"{instance}-metrics"]}
+        targets = {
+            backend: "ipv4:" + ",".join(f"127.0.0.1:{self.ports[name]}" for name in self.instances(backend))
+            for backend in self.replicas
+        }
+        env = service_environment(service, self.runtime, ports, targets) | self.extra_env.get(service, {})
+        if instance != service:  # a replica's own state and its own per-instance settings
+            env |= {
+                key: str(Path(value).with_name(instance))
+                for key, value in env.items()
+                if key.endswith("_DATA_DIR") and Path(value).name == service
+            }
+            env |= self.extra_env.get(instance, {})
+        return env
+
+    def start(self, instance: str) -> ServiceProcess:
         log_dir = self.runtime.root / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / f"{service}.log"
-        command = [sys.executable, *container_command(service)[1:]]
+        log_path = log_dir / f"{instance}.log"
+        command = [sys.executable, *container_command(self.service_of(instance))[1:]]
         env = {key: value for key, value in os.environ.items() if not key.startswith("RETAILFACE_")}
-        env |= self.environment(service)
+        env |= self.environment(instance)
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(
                 command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.runtime.root
             )
-        started = ServiceProcess(service, self.ports[service], self.ports[f"{service}-metrics"], process, log_path)
-        self.processes[service] = started
+        started = ServiceProcess(instance, self.ports[instance], self.ports[f"{instance}-metrics"], process, log_path)
+        self.processes[instance] = started
         return started
 
     def wait_serving(self, service: str, timeout: float = 60.0) -> str:
@@ -219,10 +267,11 @@ class LocalStack:
         raise TimeoutError(f"{service} not SERVING after {timeout:.0f}s (last: {status}); log:\n{tail(proc.log_path)}")
 
     def start_all(self, services: tuple[str, ...] = START_ORDER) -> None:
-        for service in services:
-            self.start(service)
-        for service in services:
-            self.wait_serving(service)
+        instances = [instance for service in services for instance in self.instances(service)]
+        for instance in instances:
+            self.start(instance)
+        for instance in instances:
+            self.wait_serving(instance)
 
     def stop(self, service: str, timeout: float = 30.0) -> int:
         proc = self.processes.pop(service)
@@ -236,8 +285,9 @@ class LocalStack:
         return int(proc.process.returncode)
 
     def stop_all(self) -> None:
-        for service in reversed([name for name in START_ORDER if name in self.processes]):
-            self.stop(service)
+        ordered = [instance for service in START_ORDER for instance in self.instances(service)]
+        for instance in reversed([name for name in ordered if name in self.processes]):
+            self.stop(instance)
 
 
 def tail(path: Path, lines: int = 20) -> str:

@@ -488,12 +488,15 @@ def load_snapshot(directory: Path) -> dict[str, Any]:
     from retailface.services.matching.crypto import RecordCipher
     from retailface.services.matching.gallery_index import GalleryIndex
     from retailface.services.matching.params import IndexParams
+    from retailface.services.matching.snapshots import read_snapshot
     from retailface.services.shared.model_identity import ModelIdentity
 
     start = time.perf_counter()
     cipher = RecordCipher((directory / "key").read_bytes())
-    index, meta = GalleryIndex.from_snapshot(
-        directory / "snapshot.bin", cipher, "members", ModelIdentity("bench", "1", DIM), IndexParams()
+    path = directory / "snapshot.bin"
+    meta, chunks = read_snapshot(path, cipher, "members", DIM)
+    index = GalleryIndex.from_snapshot(
+        meta, chunks, "members", ModelIdentity("bench", "1", DIM), IndexParams(), str(path)
     )
     query = normalise(np.random.default_rng(0).standard_normal((1, DIM)).astype(np.float32))
     index.search(query, top_k=1, threshold=0.5, margin=0.05, subject_ids=[], required_tags=[])

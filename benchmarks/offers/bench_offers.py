@@ -1,7 +1,8 @@
 """Offer-path benchmark (`make bench-offers`); the last output line is one JSON object.
 
 1. Generates the full synthetic data set (10,000 members, 2,000 products, 5 stores, 500,000
-   transaction lines, online sessions) into a fresh SQLite database.
+   transaction lines, online sessions) into a fresh SQLite database (or the empty database of
+   --db-url: `make bench-chain` runs this same workload on PostgreSQL).
 2. Starts PersonalizationService with the shared bootstrap (auth interceptor, metrics, outbox worker
    with the log channel, model trained at start-up) on a loopback port, and calls it over gRPC
    from the same process (client and server share the 2 cores and the GIL: a conservative setup).
@@ -52,6 +53,9 @@ def main() -> int:
     parser.add_argument("--visits", type=int, default=3000, help="RecordVisitEvent calls measured")
     parser.add_argument("--ingest-events", type=int, default=100_000, help="online events ingested")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the database here (default: temporary)")
+    parser.add_argument(
+        "--db-url", default="", help="an empty database to use instead of SQLite (bench-chain: PostgreSQL)"
+    )
     args = parser.parse_args()
     logging_module.configure("personalization", "warning", "console")
 
@@ -61,7 +65,7 @@ def main() -> int:
         database = workdir / "bench-offers.sqlite3"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{database}"
+        url = args.db_url or f"sqlite:///{database}"
 
         progress(f"generating {args.scale} synthetic data (seed {args.seed})")
         started = time.perf_counter()
@@ -193,6 +197,7 @@ def main() -> int:
             running.shutdown(grace=2)
 
     result = {
+        "database": url.split(":", 1)[0],
         "members": counts["members"],
         "products": counts["products"],
         "transaction_lines": counts["transaction_lines"],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -20,6 +22,25 @@ from retailface.v1 import (
 DEGRADED_CODES = OUTAGE_CODES | {grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
+class SeenChanges:
+    """The newest change of each matching gallery this gateway made (enroll, erase): every search asks for a
+    replica that holds it (SearchRequest.min_sequence), so an erasure holds from the next frame on, whichever
+    matching replica answers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._newest: dict[str, int] = {}
+
+    def saw(self, sequences: Mapping[str, int]) -> None:
+        with self._lock:
+            for gallery, sequence in sequences.items():
+                self._newest[gallery] = max(self._newest.get(gallery, 0), int(sequence))
+
+    def newest(self, gallery: str) -> int:
+        with self._lock:
+            return self._newest.get(gallery, 0)
+
+
 @dataclass
 class Backends:
     detection: detection_pb2_grpc.DetectionServiceStub
@@ -27,6 +48,7 @@ class Backends:
     matching: matching_pb2_grpc.MatchingServiceStub
     personalization: personalization_pb2_grpc.PersonalizationServiceStub
     channels: tuple[grpc.Channel, ...]
+    seen: SeenChanges = field(default_factory=SeenChanges)
 
     @classmethod
     def connect(cls, cfg: ServiceConfig) -> Backends:

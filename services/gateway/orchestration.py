@@ -64,6 +64,7 @@ class MemberOperations:
                     queries=[embedded.results[0].embedding],
                     top_k=2,
                     probe_qualities=[matching_pb2.ProbeQuality(inter_eye_px=face.quality.inter_eye_px, frames=1)],
+                    min_sequence=self.backends.seen.newest(MEMBERS_GALLERY),
                 ),
                 timeout=self.deadline,
             ).results[0]
@@ -137,6 +138,7 @@ class MemberOperations:
                 ),
                 timeout=self.deadline,
             )
+        self.backends.seen.saw({MEMBERS_GALLERY: enrolled.sequence})
         self.members.forget(member.member_id)
         response.templates_added = enrolled.added
         audit.info("enrolled", member_id=member.member_id, templates=enrolled.added, actor=request.actor)
@@ -150,6 +152,7 @@ class MemberOperations:
             erased = self.backends.matching.EraseSubject(
                 matching_pb2.EraseSubjectRequest(gallery="", subject_id=request.member_id), timeout=self.deadline
             )
+            self.backends.seen.saw(erased.sequences)
             self.members.forget(request.member_id)
             removed = self.backends.personalization.EraseMember(
                 personalization_pb2.EraseMemberDataRequest(

@@ -272,7 +272,9 @@ class FramePipeline:
         probes = [face for frame in frames for face in frame.faces if face.probe is not None]
         if not probes:
             return True
-        request = matching_pb2.SearchRequest(gallery=MEMBERS_GALLERY, top_k=2)
+        request = matching_pb2.SearchRequest(
+            gallery=MEMBERS_GALLERY, top_k=2, min_sequence=self.backends.seen.newest(MEMBERS_GALLERY)
+        )
         for face in probes:
             assert face.probe is not None and face.query is not None
             request.queries.append(

@@ -161,3 +161,11 @@ def read_sealed_file(path: Path, cipher: RecordCipher, context: str) -> list[byt
     if scan.torn_bytes:
         raise StoreCorruptedError(f"{path} is damaged at byte {scan.valid_end}; restore the data dir from a backup")
     return [cipher.open(context, index, frame.body) for index, frame in enumerate(scan.frames)]
+
+
+def open_record(cipher: RecordCipher, context: str, sequence: int, data: bytes, where: str) -> bytes:
+    """One whole sealed record stored on its own (a database row, as `seal` returned it): damage is corruption."""
+    scan = scan_frames(data)
+    if scan.torn_bytes or len(scan.frames) != 1:
+        raise StoreCorruptedError(f"{where} is damaged; restore the database from a backup")
+    return cipher.open(context, sequence, scan.frames[0].body)

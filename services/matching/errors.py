@@ -7,7 +7,7 @@ key, the data dir) are `StartupError`s: the service exits with their message as 
 
 from __future__ import annotations
 
-from retailface.services.shared.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from retailface.services.shared.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 # ---------------------------------------------------------------- the caller's: a status per error
 
@@ -34,6 +34,14 @@ class InvalidVectorError(InvalidArgument):
     def __init__(self, message: str, index: int) -> None:
         super().__init__(message)
         self.index = index
+
+
+class ReplicaBehindError(Unavailable):
+    """A search needs a change this replica has not applied yet; the client retries another replica."""
+
+
+class DatabaseUnavailableError(Unavailable):
+    """PostgreSQL, which holds the galleries' log, cannot be reached; the change was refused."""
 
 
 class ModelMismatchError(FailedPrecondition):
@@ -65,6 +73,10 @@ class StoreCorruptedError(StartupError):
 
 class DecryptionError(StoreCorruptedError):
     """A whole, checksum-valid record does not decrypt: wrong key, or the file was tampered with."""
+
+
+class LogGapError(StoreCorruptedError):
+    """Changes after this replica's position were pruned (a newer snapshot covers them): reload from it."""
 
 
 class LogCorruptedError(StoreCorruptedError):

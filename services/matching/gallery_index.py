@@ -11,18 +11,16 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import structlog
 
 from retailface import _matcher
-from retailface.services.matching.crypto import RecordCipher
 from retailface.services.matching.errors import ModelMismatchError, StoreCorruptedError
 from retailface.services.matching.params import IndexParams
 from retailface.services.matching.results import Candidate, QueryOutcome
-from retailface.services.matching.snapshots import SnapshotMeta, TemplateChunk, read_snapshot
+from retailface.services.matching.snapshots import SnapshotMeta, TemplateChunk
 from retailface.services.matching.subjects import SubjectIndex
 from retailface.services.shared.model_identity import ModelIdentity
 from retailface.v1.matching_pb2 import DECISION_MATCH, DECISION_NO_MATCH
@@ -84,20 +82,25 @@ class GalleryIndex:
 
     @classmethod
     def from_snapshot(
-        cls, path: Path, cipher: RecordCipher, name: str, model: ModelIdentity, params: IndexParams
-    ) -> tuple[GalleryIndex, SnapshotMeta]:
-        """A new index holding the snapshot at `path` (a replica's start). Loading makes millions of small
-        objects (ids): the cyclic garbage collector, which would walk them again and again, waits meanwhile."""
+        cls,
+        meta: SnapshotMeta,
+        chunks: list[TemplateChunk],
+        name: str,
+        model: ModelIdentity,
+        params: IndexParams,
+        where: str,
+    ) -> GalleryIndex:
+        """A new index holding a snapshot (a replica's start). Loading makes millions of small objects (ids):
+        the cyclic garbage collector, which would walk them again and again, waits meanwhile."""
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            meta, chunks = read_snapshot(path, cipher, name, model.dim)
             index = cls(name, model, params, expected_templates=meta.templates)
-            index.restore(meta, chunks, where=str(path))
+            index.restore(meta, chunks, where=where)
         finally:
             if was_enabled:
                 gc.enable()
-        return index, meta
+        return index
 
     def restore(self, meta: SnapshotMeta, chunks: list[TemplateChunk], where: str) -> None:
         """Loads a snapshot into this (new) index."""

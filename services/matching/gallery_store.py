@@ -1,10 +1,14 @@
-"""One durable named gallery: its index in memory (gallery_index.py), its log and its snapshot on disk.
+"""One durable named gallery: its index in memory (gallery_index.py), its log and snapshot in a journal.
 
-A change (one whole enroll of a subject, one erase, one tag update) is one log record, written and
-fsynced before it is applied and acknowledged: after a kill -9 it is either entirely there or, when the
-crash tore its record, entirely absent. A snapshot writes the whole gallery, then the log segments it
-covers are deleted. Starting loads the snapshot and replays the log after it. Requests are validated
-here, once, before anything is written.
+A change (one whole enroll of a subject, one erase, one tag update) is one log record, made durable
+before it is applied and acknowledged: after a kill -9 it is either entirely there or entirely absent.
+The journal (journal.py) is the data dir's files for one replica, or PostgreSQL for several
+(pgjournal.py): there, a write first applies what other replicas wrote before it, so every replica
+applies the same changes in the same order, and `catch_up` applies the others' changes as they come.
+Every change has a sequence number: a search can ask for a replica that holds a given change
+(`await_sequence`, read-your-writes). A snapshot writes the whole gallery, then the log it covers is
+deleted. Starting loads the snapshot and replays the log after it. Requests are validated here, once,
+before anything is written.
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import structlog
@@ -22,19 +24,23 @@ from prometheus_client import Counter
 
 from retailface import _matcher
 from retailface.services.matching.calibration import CalibratedDecision, ProbeQuality
-from retailface.services.matching.crypto import RecordCipher
-from retailface.services.matching.errors import CalibrationMissingError, InvalidRequestError, UnknownSubjectError
+from retailface.services.matching.errors import (
+    CalibrationMissingError,
+    InvalidRequestError,
+    UnknownSubjectError,
+)
 from retailface.services.matching.gallery_index import GalleryIndex
+from retailface.services.matching.journal import Journal
 from retailface.services.matching.params import (
     DEFAULT_TOP_K,
     DurabilityPolicy,
     GalleryPolicy,
     IndexParams,
+    ReplicationPolicy,
     check_search_options,
 )
-from retailface.services.matching.recordlog import RecordLog, decode_record, encode_record
+from retailface.services.matching.replica import GalleryReplica, Record
 from retailface.services.matching.results import EnrollOutcome, GalleryStats, QueryOutcome, SearchOutcome
-from retailface.services.matching.snapshots import SNAPSHOT_FILE, write_snapshot
 from retailface.services.matching.vectors import validate_vectors
 from retailface.services.shared.model_identity import ModelIdentity
 from retailface.v1.matching_pb2 import DECISION_NO_MATCH
@@ -45,85 +51,75 @@ log = structlog.get_logger(__name__)
 
 
 class GalleryStore:
-    """One named gallery: its index, its log and snapshot, the locks that order changes and snapshots."""
+    """One named gallery: its index, its journal, the locks that order changes and snapshots."""
 
     def __init__(
         self,
-        directory: Path,
+        journal: Journal,
         policy: GalleryPolicy,
         model: ModelIdentity,
         index: IndexParams,
-        cipher: RecordCipher,
         durability: DurabilityPolicy,
         norm_tolerance: float,
         on_write: Callable[[GalleryStore], None] | None = None,
         calibrated: CalibratedDecision | None = None,
+        replication: ReplicationPolicy | None = None,
     ) -> None:
         self.policy = policy
         self.calibrated = calibrated  # decides probes that come with their quality
         self.model = model
         self.index_params = index
-        self.directory = directory
-        self._on_write = on_write  # told after every change (the data dir's snapshot worker listens)
-        self._cipher = cipher
+        self._journal = journal
+        self._on_write = on_write  # told after every change (the store's snapshot worker listens)
         self._durability = durability
         self._norm_tolerance = norm_tolerance
-        self._snapshot_path = directory / SNAPSHOT_FILE
-        self._write_lock = threading.Lock()  # serialises changes: log append + apply
         self._snapshot_lock = threading.Lock()
-        self._snapshot_sequence = 0
-        self._last_snapshot_at = ""
         self._erase_purge_due: float | None = None
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # A snapshot that a crash interrupted before its rename; the previous snapshot is still whole.
-        self._snapshot_path.with_name(SNAPSHOT_FILE + ".tmp").unlink(missing_ok=True)
-        self._log = RecordLog(directory, cipher, f"log|{policy.name}")
-        self._index = self._load()
+        self._replica = GalleryReplica(
+            journal, policy.name, model, index, replication or ReplicationPolicy(), self._schedule_purge
+        )
+        self._last_snapshot_at = self._replica.snapshot_created_at
 
     @property
     def name(self) -> str:
         return self.policy.name
 
     @property
+    def _index(self) -> GalleryIndex:
+        return self._replica.index
+
+    @property
+    def applied_sequence(self) -> int:
+        """The last change of the gallery's log this replica holds (read-your-writes: SearchRequest.min_sequence)."""
+        return self._replica.applied
+
+    @property
     def calibration_id(self) -> str:
         return self.calibrated.calibration.calibration_id if self.calibrated is not None else ""
 
-    def _load(self) -> GalleryIndex:
-        started = time.monotonic()
-        if self._snapshot_path.exists():
-            index, meta = GalleryIndex.from_snapshot(
-                self._snapshot_path, self._cipher, self.name, self.model, self.index_params
-            )
-            self._snapshot_sequence = meta.sequence
-            self._last_snapshot_at = meta.created_at
-        else:
-            index = GalleryIndex(self.name, self.model, self.index_params)
-        replayed = 0
-        for sequence, plaintext in self._log.replay(self._snapshot_sequence):
-            header, vectors = decode_record(plaintext, self.model.dim)
-            index.apply(header, vectors, where=f"log record {sequence}")
-            replayed += 1
-        log.info(
-            "matching.gallery.loaded",
-            gallery=self.name,
-            templates=index.size,
-            subjects=len(index.ids),
-            snapshot_sequence=self._snapshot_sequence,
-            log_records_replayed=replayed,
-            seconds=round(time.monotonic() - started, 3),
-        )
-        return index
-
     # ------------------------------------------------------------ changes
 
-    def _write(self, header: dict[str, Any], vectors: np.ndarray | None = None) -> int:
-        """Log (fsync) then apply; the caller holds the write lock."""
-        self._log.append(encode_record(header, vectors))
-        return self._index.apply(header, vectors, where="a new record")
+    def _schedule_purge(self) -> None:
+        """An erase was applied (here or by another replica): a snapshot drops it from the log in time."""
+        if self._erase_purge_due is None:
+            self._erase_purge_due = time.monotonic() + self._durability.erase_purge_seconds
 
-    def _after_write(self) -> None:
+    def _change(self, build: Callable[[], Record | None]) -> tuple[int, int]:
+        count, sequence = self._replica.change(build)
         if self._on_write is not None:
             self._on_write(self)
+        return count, sequence
+
+    def catch_up(self) -> int:
+        """Applies the changes other replicas made since this one's position; returns how many."""
+        applied = self._replica.catch_up()
+        if applied and self._on_write is not None:
+            self._on_write(self)
+        return applied
+
+    def await_sequence(self, minimum: int) -> None:
+        """Returns once this replica holds change `minimum`; ReplicaBehindError (UNAVAILABLE) after a short wait."""
+        self._replica.await_sequence(minimum)
 
     def enroll(
         self, subject_id: str, template_ids: Sequence[str], vectors: np.ndarray, tags: Sequence[str] | None = None
@@ -144,7 +140,8 @@ class GalleryStore:
         if vectors.ndim != 2 or len(vectors) != len(template_ids):
             raise InvalidRequestError(f"{len(template_ids)} template ids but vectors of shape {vectors.shape}")
         validate_vectors(vectors, self.model.dim, self._norm_tolerance, kind="template")
-        with self._write_lock:
+
+        def record() -> Record:
             subject_key, template_keys = self._index.ids.keys_for_enroll(subject_id, template_ids)
             header = {
                 "op": "enroll",
@@ -155,29 +152,38 @@ class GalleryStore:
                 "template_keys": template_keys,
                 "model": self._index.model_record(),
             }
-            added = self._write(header, vectors)
-            count = self._index.ids.template_count(subject_id)
-            self._after_write()
-        return EnrollOutcome(added=added, subject_template_count=count)
+            return header, vectors
 
-    def erase_subject(self, subject_id: str) -> int:
-        """Removes every template of the subject; returns how many. Unknown subjects remove nothing."""
-        with self._write_lock:
+        added, sequence = self._change(record)
+        return EnrollOutcome(
+            added=added, subject_template_count=self._index.ids.template_count(subject_id), sequence=sequence
+        )
+
+    def erase_subject(self, subject_id: str) -> tuple[int, int]:
+        """Removes every template of the subject; returns (how many, the sequence that holds the erasure).
+
+        An unknown subject removes nothing (the sequence is then this replica's position, which holds it).
+        """
+
+        def record() -> Record | None:
             if subject_id not in self._index.ids:
-                return 0
-            removed = self._write({"op": "erase", "subject": subject_id})
-            if self._erase_purge_due is None:
-                self._erase_purge_due = time.monotonic() + self._durability.erase_purge_seconds
-            self._after_write()
-        log.info("matching.subject.erased", gallery=self.name, subject_id=subject_id, templates=removed)
-        return removed
+                return None
+            return {"op": "erase", "subject": subject_id}, None
 
-    def set_tags(self, subject_id: str, tags: Sequence[str]) -> None:
-        with self._write_lock:
+        removed, sequence = self._change(record)
+        if removed:
+            log.info("matching.subject.erased", gallery=self.name, subject_id=subject_id, templates=removed)
+        return removed, sequence
+
+    def set_tags(self, subject_id: str, tags: Sequence[str]) -> int:
+        """Replaces the subject's tags; returns the change's sequence."""
+
+        def record() -> Record:
             if subject_id not in self._index.ids:
                 raise UnknownSubjectError(f"subject {subject_id} is not enrolled in gallery {self.name}")
-            self._write({"op": "tags", "subject": subject_id, "tags": sorted(set(tags))})
-            self._after_write()
+            return {"op": "tags", "subject": subject_id, "tags": sorted(set(tags))}, None
+
+        return self._change(record)[1]
 
     # ------------------------------------------------------------ search
 
@@ -240,7 +246,13 @@ class GalleryStore:
 
     @property
     def records_since_snapshot(self) -> int:
-        return self._log.next_sequence - 1 - self._snapshot_sequence
+        return self._replica.applied - (self._journal.snapshot_sequence() or 0)
+
+    def refresh_snapshot_sequence(self) -> None:
+        """Learns of a snapshot another replica wrote (it resets what is due here)."""
+        newest = self._journal.refresh_snapshot_sequence()
+        if newest is not None and newest >= self._replica.applied:
+            self._erase_purge_due = None
 
     def snapshot_due(self, now: float) -> bool:
         if self.records_since_snapshot >= self._durability.snapshot_every_records:
@@ -248,7 +260,8 @@ class GalleryStore:
         return self._erase_purge_due is not None and now >= self._erase_purge_due
 
     def snapshot(self) -> bool:
-        """Writes the whole gallery and drops the log it covers; False when nothing changed since the last one."""
+        """Writes the whole gallery and drops the log it covers; False when nothing changed since the last one
+        (or, with replicas, when another replica wrote it)."""
         try:
             return self._snapshot()
         except Exception:
@@ -258,20 +271,22 @@ class GalleryStore:
     def _snapshot(self) -> bool:
         with self._snapshot_lock:
             started = time.monotonic()
-            with self._write_lock:
-                sequence = self._log.next_sequence - 1
-                if sequence == self._snapshot_sequence and self._snapshot_path.exists():
+            newest = self._journal.refresh_snapshot_sequence()
+            with self._replica.write_lock:
+                sequence = self._replica.applied
+                if newest is not None and sequence <= newest:
                     self._erase_purge_due = None
                     return False
                 created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                 meta, templates = self._index.contents(sequence, created_at)
-                self._log.rotate()
+                self._journal.prepare_snapshot()
                 self._erase_purge_due = None
-            write_snapshot(self._snapshot_path, self._cipher, meta, templates)
-            with self._write_lock:
-                self._snapshot_sequence = sequence
+            written = self._journal.write_snapshot(meta, templates)
+            if not written:
+                return False
+            with self._replica.write_lock:
                 self._last_snapshot_at = meta.created_at
-                dropped = self._log.drop_segments_before(sequence + 1)
+                dropped = self._journal.finish_snapshot(sequence)
             log.info(
                 "matching.gallery.snapshot",
                 gallery=self.name,
@@ -294,13 +309,14 @@ class GalleryStore:
             memory_parts=self._index.memory_parts,
             index=self.index_params,
             records_since_snapshot=self.records_since_snapshot,
+            applied_sequence=self._replica.applied,
             last_snapshot_at=self._last_snapshot_at,
             search_kernel=str(_matcher.ISA),
         )
 
     def export_templates(self) -> dict[str, tuple[str, np.ndarray]]:
         """Template id -> (subject id, vector) of the whole gallery, as the index holds it (tools and checks)."""
-        with self._write_lock:
+        with self._replica.write_lock:
             return self._index.export_templates()
 
     def subject_templates(self, subject_id: str) -> dict[str, int]:
@@ -312,5 +328,5 @@ class GalleryStore:
 
     def close(self) -> None:
         # The snapshot lock first: a snapshot still running (the worker's) finishes before the log closes.
-        with self._snapshot_lock, self._write_lock:
-            self._log.close()
+        with self._snapshot_lock, self._replica.write_lock:
+            self._journal.close()

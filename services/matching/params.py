@@ -54,6 +54,14 @@ class DurabilityPolicy:
     snapshot_on_close: bool = True
 
 
+@dataclass(frozen=True)
+class ReplicationPolicy:
+    """How a replica follows the others' changes (PostgreSQL journal only)."""
+
+    poll_seconds: float = 1.0  # polling fallback when no notification arrives
+    min_sequence_wait_seconds: float = 0.2  # a search needing a newer change waits this long, then UNAVAILABLE
+
+
 def check_search_options(top_k: int, threshold: float, margin: float) -> None:
     """Raises when a search asks for what no gallery gives; a threshold or margin of 0 keeps the gallery's."""
     if top_k > MAX_TOP_K:

@@ -38,6 +38,7 @@ class SearchOutcome:
 class EnrollOutcome:
     added: int
     subject_template_count: int
+    sequence: int  # the change's place in the gallery's log
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,4 @@ class GalleryStats:
     records_since_snapshot: int
     last_snapshot_at: str  # ISO 8601 UTC, empty before the first snapshot
     search_kernel: str  # "avx512" or "x86-64-v3": the native scan's code path on this CPU
+    applied_sequence: int = 0  # the last change of the gallery's log this replica holds

@@ -105,6 +105,7 @@ class MatchingServicer(matching_pb2_grpc.MatchingServiceServicer):
     def Search(self, request: matching_pb2.SearchRequest, context: grpc.ServicerContext) -> matching_pb2.SearchResponse:
         gallery = self.store.gallery(request.gallery)
         queries = stack_embeddings(request.queries, gallery.model, gallery.name, "query")
+        gallery.await_sequence(request.min_sequence)
         with stage_timer(SERVICE, "search"):
             outcome = gallery.search(
                 queries,
@@ -127,19 +128,21 @@ class MatchingServicer(matching_pb2_grpc.MatchingServiceServicer):
                 request.subject_id, [t.template_id for t in request.templates], vectors, tags=list(request.tags) or None
             )
         log.info("matching.enrolled", gallery=gallery.name, subject_id=request.subject_id, templates=outcome.added)
-        return matching_pb2.EnrollResponse(added=outcome.added, subject_template_count=outcome.subject_template_count)
+        return matching_pb2.EnrollResponse(
+            added=outcome.added, subject_template_count=outcome.subject_template_count, sequence=outcome.sequence
+        )
 
     def EraseSubject(
         self, request: matching_pb2.EraseSubjectRequest, context: grpc.ServicerContext
     ) -> matching_pb2.EraseSubjectResponse:
-        removed = self.store.erase_subject(request.gallery, request.subject_id)
-        return matching_pb2.EraseSubjectResponse(templates_removed=removed)
+        removed, sequences = self.store.erase_subject(request.gallery, request.subject_id)
+        return matching_pb2.EraseSubjectResponse(templates_removed=removed, sequences=sequences)
 
     def SetSubjectEligibility(
         self, request: matching_pb2.SetSubjectEligibilityRequest, context: grpc.ServicerContext
     ) -> matching_pb2.SetSubjectEligibilityResponse:
-        self.store.gallery(request.gallery).set_tags(request.subject_id, list(request.tags))
-        return matching_pb2.SetSubjectEligibilityResponse()
+        sequence = self.store.gallery(request.gallery).set_tags(request.subject_id, list(request.tags))
+        return matching_pb2.SetSubjectEligibilityResponse(sequence=sequence)
 
     def ListGalleries(
         self, request: matching_pb2.ListGalleriesRequest, context: grpc.ServicerContext
@@ -163,6 +166,7 @@ class MatchingServicer(matching_pb2_grpc.MatchingServiceServicer):
             log_records_since_snapshot=stats.records_since_snapshot,
             last_snapshot_at=stats.last_snapshot_at,
             search_kernel=stats.search_kernel,
+            applied_sequence=stats.applied_sequence,
         )
 
     def Snapshot(

@@ -18,7 +18,13 @@ from pathlib import Path
 from retailface.services.matching import calibration
 from retailface.services.matching.crypto import load_key
 from retailface.services.matching.errors import ModelMismatchError, StartupError
-from retailface.services.matching.params import DEFAULT_NORM_TOLERANCE, DurabilityPolicy, GalleryPolicy, IndexParams
+from retailface.services.matching.params import (
+    DEFAULT_NORM_TOLERANCE,
+    DurabilityPolicy,
+    GalleryPolicy,
+    IndexParams,
+    ReplicationPolicy,
+)
 from retailface.services.matching.store import MatchingStore
 from retailface.services.shared.config import (
     ConfigError,
@@ -43,6 +49,29 @@ SETTINGS: list[Setting] = [
         parse_path,
         Path("~/.local/share/retailface/matching"),
         "directory of the galleries' encrypted snapshots and logs (one service per directory)",
+    ),
+    Setting(
+        "RETAILFACE_MATCHING_DB_URL",
+        str,
+        "",
+        "PostgreSQL URL of the galleries' change log and snapshots, shared by every matching replica "
+        "(e.g. postgresql://matching@db/retailface?sslmode=verify-full); empty: the file log in the data dir, "
+        "one replica",
+        secret=True,
+    ),
+    Setting(
+        "RETAILFACE_MATCHING_FOLLOW_POLL_SECONDS",
+        parse_positive_float,
+        1.0,
+        "with PostgreSQL: how often a replica polls the log for other replicas' changes when no notification "
+        "arrives (LISTEN/NOTIFY brings them at once)",
+    ),
+    Setting(
+        "RETAILFACE_MATCHING_MIN_SEQUENCE_WAIT_MS",
+        parse_non_negative_float,
+        200.0,
+        "how long a search that needs a newer change (SearchRequest.min_sequence) waits for this replica to "
+        "catch up before it answers UNAVAILABLE, so that the client retries another replica",
     ),
     Setting(
         "RETAILFACE_MATCHING_KEY_FILE",
@@ -185,6 +214,11 @@ def open_store(config: ServiceConfig) -> MatchingStore:
             ),
             norm_tolerance=get("RETAILFACE_MATCHING_NORM_TOLERANCE"),
             calibrated=calibrated,
+            database_url=get("RETAILFACE_MATCHING_DB_URL"),
+            replication=ReplicationPolicy(
+                poll_seconds=get("RETAILFACE_MATCHING_FOLLOW_POLL_SECONDS"),
+                min_sequence_wait_seconds=get("RETAILFACE_MATCHING_MIN_SEQUENCE_WAIT_MS") / 1000.0,
+            ),
         )
     except (StartupError, ModelMismatchError, ValueError) as error:
         raise ConfigError(str(error)) from error

@@ -80,11 +80,13 @@ def _context(gallery: str) -> str:
 
 def write_snapshot(path: Path, cipher: RecordCipher, meta: SnapshotMeta, templates: TemplateChunk) -> None:
     """Replaces the snapshot at ``path`` with ``meta`` and every template, atomically."""
-    write_atomically(path, _records(cipher, meta, templates))
+    write_atomically(path, snapshot_frames(cipher, meta, templates, _context(meta.gallery)))
 
 
-def _records(cipher: RecordCipher, meta: SnapshotMeta, templates: TemplateChunk) -> Iterable[bytes]:
-    context = _context(meta.gallery)
+def snapshot_frames(
+    cipher: RecordCipher, meta: SnapshotMeta, templates: TemplateChunk, context: str
+) -> Iterable[bytes]:
+    """The snapshot's sealed records in order (meta, chunks, end), record i sealed as (context, i)."""
     sequence = 0
     yield cipher.seal(context, sequence, encode_record(dataclasses.asdict(meta) | {"format": SNAPSHOT_FORMAT}))
     count = len(templates.template_ids)
@@ -101,24 +103,30 @@ def _records(cipher: RecordCipher, meta: SnapshotMeta, templates: TemplateChunk)
 
 
 def read_snapshot(path: Path, cipher: RecordCipher, gallery: str, dim: int) -> tuple[SnapshotMeta, list[TemplateChunk]]:
-    """The snapshot's meta and template chunks; raises StoreCorruptedError unless it is whole and consistent."""
-    records = read_sealed_file(path, cipher, _context(gallery))
+    """The snapshot file's meta and template chunks; raises StoreCorruptedError unless it is whole and consistent."""
+    return parse_snapshot(read_sealed_file(path, cipher, _context(gallery)), gallery, dim, str(path))
+
+
+def parse_snapshot(
+    records: list[bytes], gallery: str, dim: int, where: str
+) -> tuple[SnapshotMeta, list[TemplateChunk]]:
+    """Meta and chunks from a snapshot's decrypted records, checked whole and consistent (`where` names them)."""
     if len(records) < 2:
-        raise StoreCorruptedError(f"{path} is incomplete; restore the data dir from a backup")
+        raise StoreCorruptedError(f"{where} is incomplete; restore it from a backup")
     meta, _ = decode_record(records[0], dim)
     end, _ = decode_record(records[-1], dim)
     if meta.get("gallery") != gallery or not end.get("end"):
-        raise StoreCorruptedError(f"{path} is not a complete snapshot of {gallery}")
+        raise StoreCorruptedError(f"{where} is not a complete snapshot of {gallery}")
     read_chunk = _stored_chunk if meta.get("format", 1) >= 2 else _float_chunk
-    chunks = [read_chunk(path, plaintext, dim) for plaintext in records[1:-1]]
+    chunks = [read_chunk(where, plaintext, dim) for plaintext in records[1:-1]]
     loaded = sum(len(chunk) for chunk in chunks)
     if loaded != int(meta["templates"]) or loaded != int(end["templates"]):
-        raise StoreCorruptedError(f"{path}: {loaded} templates read, {meta['templates']} expected")
+        raise StoreCorruptedError(f"{where}: {loaded} templates read, {meta['templates']} expected")
     meta.pop("format", None)
     return SnapshotMeta(**meta), chunks
 
 
-def _stored_chunk(path: Path, plaintext: bytes, dim: int) -> TemplateChunk:
+def _stored_chunk(where: str, plaintext: bytes, dim: int) -> TemplateChunk:
     """A format-2 chunk: its blocks become numpy views of the decrypted bytes (no copy)."""
     (header_len,) = struct.unpack_from("<I", plaintext)
     template_ids = orjson.loads(plaintext[4 : 4 + header_len])["template_ids"]
@@ -126,20 +134,20 @@ def _stored_chunk(path: Path, plaintext: bytes, dim: int) -> TemplateChunk:
     for field, dtype, per_template in _blocks(dim):
         size = count * per_template * np.dtype(dtype).itemsize
         if offset + size > len(plaintext):
-            raise StoreCorruptedError(f"{path}: a chunk of {count} templates is shorter than its blocks")
+            raise StoreCorruptedError(f"{where}: a chunk of {count} templates is shorter than its blocks")
         values = np.frombuffer(plaintext, dtype=dtype, count=count * per_template, offset=offset)
         fields[field] = values.reshape(count, per_template) if per_template > 1 else values
         offset += size
     if offset != len(plaintext):
-        raise StoreCorruptedError(f"{path}: a chunk of {count} templates has {len(plaintext) - offset} bytes too many")
+        raise StoreCorruptedError(f"{where}: a chunk of {count} templates has {len(plaintext) - offset} bytes too many")
     return TemplateChunk(template_ids, **fields)
 
 
-def _float_chunk(path: Path, plaintext: bytes, dim: int) -> TemplateChunk:
+def _float_chunk(where: str, plaintext: bytes, dim: int) -> TemplateChunk:
     """A format-1 chunk: ids and keys in JSON, float vectors (added, and so rounded, on load)."""
     header, vectors = decode_record(plaintext, dim)
     if vectors is None:
-        raise StoreCorruptedError(f"{path}: a chunk of templates holds no vectors")
+        raise StoreCorruptedError(f"{where}: a chunk of templates holds no vectors")
     return TemplateChunk(
         header["template_ids"],
         np.asarray(header["template_keys"], dtype=np.int64),

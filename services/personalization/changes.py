@@ -6,8 +6,8 @@ staff screens connected to it (alert_bus.py). A write on one replica must reach 
 
 - the writing transaction announces the change with `NOTIFY` (`ChangeFeed.catalog_changed`,
   `stock_changed`, `alerts_raised`); PostgreSQL delivers it when, and only if, the transaction commits;
-- every replica runs one listener thread with a psycopg connection of its own (`LISTEN`), which
-  hands each notification from another replica to the handler of its channel: reload the catalog
+- every replica runs one listener (services/shared/pglisten.py, a thread with a connection of its own),
+  which hands each notification from another replica to the handler of its channel: reload the catalog
   or the stock of some items, or load the alerts by id and publish them on the local bus;
 - the listener reconnects by itself after a lost connection, and then runs the reconnect handlers
   (the catalog is reloaded whole: notifications sent while it was away are gone). The periodic
@@ -20,18 +20,16 @@ SQLite (one process) every method here does nothing, and `start()` starts no thr
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import psycopg
 import structlog
 from prometheus_client import Counter
-from psycopg import sql
 from sqlalchemy import Connection, Engine
 
 from retailface.services.personalization import dialects
+from retailface.services.shared.pglisten import NotificationListener
 
 log = structlog.get_logger(__name__)
 
@@ -41,9 +39,6 @@ MAX_SKUS_PER_NOTICE = 200  # more changed items than this: the other replicas re
 
 CHANGES_RECEIVED = Counter(
     "retailface_personalization_changes_received_total", "changes announced by other replicas and applied", ["channel"]
-)
-LISTENER_RECONNECTS = Counter(
-    "retailface_personalization_change_listener_reconnects_total", "times the change listener lost its connection"
 )
 
 Handler = Callable[[Mapping[str, Any]], None]
@@ -69,10 +64,7 @@ class ChangeFeed:
         self._poll_seconds = poll_seconds
         self._handlers: dict[str, Handler] = {}
         self._reconnect_handlers: list[Callable[[], object]] = []
-        self._stop = threading.Event()
-        self._listening = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.backend_pid: int | None = None  # of the listening connection (what an operator would kill)
+        self._listener: NotificationListener | None = None
 
     # The writing side: inside the caller's write transaction, delivered at commit.
 
@@ -110,50 +102,38 @@ class ChangeFeed:
 
     @property
     def listening(self) -> bool:
-        return self._listening.is_set()
+        return self._listener is not None and self._listener.listening
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The listening connection's server process (what an operator would kill)."""
+        return self._listener.backend_pid if self._listener is not None else None
 
     def wait_listening(self, timeout: float) -> bool:
         """True once the listener is connected and listening (False after `timeout` seconds)."""
-        return self._listening.wait(timeout)
+        return self._listener is not None and self._listener.wait_listening(timeout)
 
     def start(self) -> None:
-        if self.enabled and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="personalization-changes", daemon=True)
-            self._thread.start()
+        if self.enabled and self._listener is None:
+            self._listener = NotificationListener(
+                "personalization-changes",
+                self._conninfo,
+                list(self._handlers),
+                self._dispatch,
+                on_connect=self._reconnected,
+                poll_seconds=self._poll_seconds,
+                reconnect_seconds=self._reconnect_seconds,
+            )
+            self._listener.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        self._listening.clear()
+        if self._listener is not None:
+            self._listener.stop(timeout)
+            self._listener = None
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._listen()
-            except psycopg.Error as error:
-                LISTENER_RECONNECTS.inc()
-                log.warning("change_listener_disconnected", error=dialects.first_line(error))
-            self._listening.clear()
-            self.backend_pid = None
-            self._stop.wait(self._reconnect_seconds)
-
-    def _listen(self) -> None:
-        with psycopg.connect(
-            self._conninfo, autocommit=True, application_name="retailface-personalization-changes"
-        ) as conn:
-            for channel in self._handlers:
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-            self.backend_pid = conn.info.backend_pid
-            for handler in self._reconnect_handlers:  # listening now: nothing after this point is missed
-                self._safely(handler)
-            self._listening.set()
-            log.info("change_listener_listening", channels=sorted(self._handlers))
-            while not self._stop.is_set():
-                for notice in conn.notifies(timeout=self._poll_seconds):
-                    self._dispatch(notice.channel, notice.payload)
+    def _reconnected(self) -> None:
+        for handler in self._reconnect_handlers:  # listening now: nothing after this point is missed
+            self._safely(handler)
 
     def _dispatch(self, channel: str, text: str) -> None:
         handler = self._handlers.get(channel)

@@ -42,7 +42,6 @@ from retailface.services.personalization.dialects import (
 )
 from retailface.services.personalization.dialects import (
     configure_sqlite,
-    first_line,
     is_unavailable,
     sqlite_write_lock,
 )
@@ -52,7 +51,7 @@ from retailface.services.personalization.dialects import (
 from retailface.services.personalization.dialects import (
     upsert as upsert,
 )
-from retailface.services.shared.errors import Unavailable
+from retailface.services.shared.errors import Unavailable, first_line
 
 log = structlog.get_logger(__name__)
 

@@ -155,10 +155,3 @@ def is_unavailable(error: BaseException, dialect: str) -> bool:
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
     return dialect == "postgresql" and isinstance(error, exc.OperationalError | exc.InterfaceError)
-
-
-def first_line(error: BaseException) -> str:
-    """The driver's message without SQLAlchemy's statement and parameters (never echo parameters)."""
-    original = getattr(error, "orig", None) or error
-    text = str(original).strip().splitlines()
-    return text[0] if text else type(original).__name__

@@ -33,6 +33,16 @@ RETRY_SERVICE_CONFIG = json.dumps(
 )
 
 
+def authority_options(target: str) -> list[tuple[str, Any]]:
+    """An `ipv4:`/`ipv6:` target that lists several addresses (the replicas of the local stack) has no name of
+    its own: gRPC would check the servers' certificates against the whole list and fail. Its first address
+    names them all (they are one service, with one certificate)."""
+    scheme, _, addresses = target.partition(":")
+    if scheme in ("ipv4", "ipv6") and "," in addresses:
+        return [("grpc.default_authority", addresses.split(",")[0])]
+    return []
+
+
 def open_channel(target: str, cfg: ServiceConfig, token: str | None = None) -> grpc.Channel:
     """A channel to another RetailFace service, secured like this service is."""
     if token is None and cfg.get("RETAILFACE_SERVICE_TOKEN_FILE") is not None:
@@ -43,6 +53,7 @@ def open_channel(target: str, cfg: ServiceConfig, token: str | None = None) -> g
         ("grpc.max_send_message_length", max_bytes),
         ("grpc.enable_retries", 1),
         ("grpc.service_config", RETRY_SERVICE_CONFIG),
+        *authority_options(target),
     ]
     if cfg.get("RETAILFACE_INSECURE") and cfg.get("RETAILFACE_TLS_CA") is None:
         channel = grpc.insecure_channel(target, options=options)

@@ -68,6 +68,13 @@ class DeadlineExceeded(ServiceError):
 OUTAGE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
+def first_line(error: BaseException) -> str:
+    """A database driver error's first line: never the statement or its parameters (SQLAlchemy's `orig`)."""
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip().splitlines()
+    return text[0] if text else type(original).__name__
+
+
 def from_rpc_error(error: grpc.RpcError, service: str) -> ServiceError:
     """The ServiceError for a failed call to `service` (a name the caller understands)."""
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN

@@ -19,6 +19,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 OVERLAYS = ("cpu", "gpu", "store-edge")
+# The overlays with components/chain-postgres: matching and personalization on PostgreSQL, replicated.
+CHAIN_OVERLAYS = ("cpu", "gpu")
+CHAIN_SERVICES = ("matching", "personalization")
 TOOLS_VENV = Path(os.environ.get("RETAILFACE_TOOLS_VENV", REPO / ".venv-tools"))
 SETUP_HINT = "run scripts/deploy_tools.sh (make deploy-tools) to install the deploy tools"
 
@@ -58,15 +61,28 @@ class Rendered:
         return {obj["metadata"]["name"]: obj for obj in self.of_kind("Deployment", "StatefulSet")}
 
     def container_env(self, workload: dict[str, Any]) -> dict[str, str]:
-        """Every environment variable the first container gets: env plus envFrom ConfigMaps."""
+        """Every environment variable the first container gets with its value: env plus envFrom ConfigMaps
+        (variables from a Secret are in `secret_env`)."""
         container = workload["spec"]["template"]["spec"]["containers"][0]
         env: dict[str, str] = {}
         for source in container.get("envFrom", []):
             config_map = self.get("ConfigMap", source["configMapRef"]["name"])
             env |= config_map.get("data", {})
         for item in container.get("env", []):
-            env[item["name"]] = item.get("value", "")
+            if "valueFrom" not in item:
+                env[item["name"]] = item.get("value", "")
         return env
+
+    def secret_env(self, workload: dict[str, Any]) -> dict[str, tuple[str, str]]:
+        """The first container's variables read from a Secret: name -> (Secret, key)."""
+        container = workload["spec"]["template"]["spec"]["containers"][0]
+        refs: dict[str, tuple[str, str]] = {}
+        for item in container.get("env", []):
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref is not None:
+                refs[item["name"]] = (ref["name"], ref["key"])
+        assert not any("secretRef" in source for source in container.get("envFrom", [])), "name each secret variable"
+        return refs
 
 
 _YAML_TO_JSON = "import json, sys, yaml; json.dump([d for d in yaml.safe_load_all(sys.stdin) if d], sys.stdout)"

@@ -4,24 +4,41 @@ the container's command and (a subset of) its environment."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from conftest import OVERLAYS, Rendered
+from conftest import CHAIN_OVERLAYS, CHAIN_SERVICES, OVERLAYS, REPO, Rendered
 
 from retailface.devtools.localstack import Runtime, container_command, service_environment
 from retailface.services.gateway.cameras import load_cameras
 from retailface.services.shared.config import COMMON_SETTINGS, SERVICE_PORTS, SERVICES, Setting, parse_path
 from retailface.services.shared.settings_catalog import service_settings
 
-STATEFUL = {"matching", "personalization"}
 BACKENDS = ("detection", "embedding", "matching", "personalization")
+# The URL that moves a service's state from its embedded store (data dir) to PostgreSQL.
+DB_URLS = {"matching": "RETAILFACE_MATCHING_DB_URL", "personalization": "RETAILFACE_PERSONALIZATION_DB_URL"}
+# Settings that only locate an embedded store, which the DB URL replaces: absent where the URL is set.
+EMBEDDED_ONLY = {"personalization": {"RETAILFACE_PERSONALIZATION_DATA_DIR"}}
 
 
 def settings_of(service: str) -> dict[str, Setting]:
     """COMMON_SETTINGS plus the service's own SETTINGS, read from its servicer module."""
     return {s.name: s for s in (*COMMON_SETTINGS, *service_settings(service))}
+
+
+def expected_kind(overlay: str, service: str) -> str:
+    """matching and personalization: one StatefulSet pod with a PVC (embedded), Deployments on PostgreSQL."""
+    if service in CHAIN_SERVICES and overlay not in CHAIN_OVERLAYS:
+        return "StatefulSet"
+    return "Deployment"
+
+
+def on_postgres(rendered: Rendered, workload: dict[str, Any]) -> bool:
+    """Whether the workload's service keeps its state in PostgreSQL (its DB URL is set)."""
+    url = DB_URLS.get(workload["metadata"]["name"])
+    return url is not None and (url in rendered.secret_env(workload) or bool(rendered.container_env(workload).get(url)))
 
 
 def first_container(workload: dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +59,7 @@ def test_one_workload_per_service_running_the_service_command(rendered: dict[str
     workloads = rendered[overlay].workloads()
     assert set(workloads) == set(SERVICES)
     for service, workload in workloads.items():
-        expected_kind = "StatefulSet" if service in STATEFUL else "Deployment"
-        assert workload["kind"] == expected_kind, f"{overlay}/{service}"
+        assert workload["kind"] == expected_kind(overlay, service), f"{overlay}/{service}"
         container = first_container(workload)
         assert container["name"] == service
         assert container["command"] == container_command(service), f"{overlay}/{service}: command"
@@ -57,14 +73,31 @@ def test_every_env_var_is_a_setting_of_the_service_with_a_valid_value(
     for service, workload in rendered[overlay].workloads().items():
         settings = settings_of(service)
         env = rendered[overlay].container_env(workload)
-        unknown = sorted(set(env) - set(settings))
+        from_secrets = rendered[overlay].secret_env(workload)
+        unknown = sorted((set(env) | set(from_secrets)) - set(settings))
         assert not unknown, f"{overlay}/{service}: the service reads no {unknown}"
+        assert not set(env) & set(from_secrets), f"{overlay}/{service}: set twice"
         for name, value in env.items():
             settings[name].convert(value, f"{overlay}/{service} {name}")  # raises ConfigError on a bad value
-        missing = [s.name for s in settings.values() if s.required and s.name not in env]
+        missing = [s.name for s in settings.values() if s.required and s.name not in {*env, *from_secrets}]
         assert not missing, f"{overlay}/{service}: required settings not set: {missing}"
         assert "RETAILFACE_INSECURE" not in env, f"{overlay}/{service}: containers always serve TLS"
         assert env.get("RETAILFACE_TLS_REQUIRE_CLIENT_CERT") == "true", f"{overlay}/{service}: mTLS between services"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_secret_settings_come_from_secrets(rendered: dict[str, Rendered], overlay: str) -> None:
+    """A secret setting's value (never logged: a database URL with its password) is never a ConfigMap value
+    or a literal in the manifest. Secret files (a TLS key) are paths into Secret volumes: see
+    test_file_settings_point_into_mounted_volumes."""
+    for service, workload in rendered[overlay].workloads().items():
+        settings = settings_of(service)
+        literal = [
+            name
+            for name in rendered[overlay].container_env(workload)
+            if settings[name].secret and settings[name].parse is not parse_path
+        ]
+        assert not literal, f"{overlay}/{service}: secret settings in plain configuration: {literal}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -123,7 +156,11 @@ def test_file_settings_point_into_mounted_volumes(rendered: dict[str, Rendered],
             mount = mounts[mount_path]
             volume = volumes[mount["name"]]
             if name.endswith("_DATA_DIR"):
-                assert "pvc" in volume and not mount.get("readOnly"), f"{overlay}/{service}: {name} needs its PVC"
+                assert not mount.get("readOnly"), f"{overlay}/{service}: {name} must be writable"
+                if on_postgres(rendered[overlay], workload):  # the state is in the database: scratch space
+                    assert "emptyDir" in volume, f"{overlay}/{service}: {name} on PostgreSQL needs no PVC"
+                else:
+                    assert "pvc" in volume, f"{overlay}/{service}: {name} needs its PVC"
                 continue
             assert mount.get("readOnly"), f"{overlay}/{service}: {name} is configuration, mount it read-only"
             if "configMap" in volume:  # the key must exist in the ConfigMap, and the content must load
@@ -149,10 +186,23 @@ def test_local_stack_uses_the_container_command_and_environment(
     for service, workload in rendered[overlay].workloads().items():
         assert first_container(workload)["command"] == container_command(service)
         local_names = set(service_environment(service, tls_runtime))
-        container_names = set(rendered[overlay].container_env(workload))
+        if on_postgres(rendered[overlay], workload):  # the local stack keeps the embedded stores
+            local_names -= EMBEDDED_ONLY.get(service, set())
+        container_names = set(rendered[overlay].container_env(workload)) | set(rendered[overlay].secret_env(workload))
         assert local_names <= container_names, (
             f"{overlay}/{service}: not in the container: {local_names - container_names}"
         )
+
+
+@pytest.mark.parametrize("document", ["docs/OPERATIONS.md", "README.md"])
+def test_documents_name_only_settings_the_code_reads(document: str) -> None:
+    """Every RETAILFACE_* variable the operator documents is one some service reads (a renamed or
+    removed setting fails here, not in a cluster)."""
+    known = {name for service in SERVICES for name in settings_of(service)}
+    text = (REPO / document).read_text()
+    named = set(re.findall(r"\bRETAILFACE_[A-Z0-9_]*[A-Z0-9]\b", text))
+    assert named, f"{document} names no setting"
+    assert not sorted(named - known), f"{document}: no service reads {sorted(named - known)}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import DEPLOY, OVERLAYS, Rendered
+from conftest import CHAIN_OVERLAYS, CHAIN_SERVICES, DEPLOY, OVERLAYS, Rendered
 
 from retailface.services.shared.config import SERVICE_PORTS, SERVICES
 
@@ -50,8 +50,11 @@ def test_every_service_has_its_objects(rendered: dict[str, Rendered], overlay: s
         objects.get("Service", service)
         budget = objects.get("PodDisruptionBudget", service)
         assert budget["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": service}
+        if overlay in CHAIN_OVERLAYS and service in CHAIN_SERVICES:
+            continue  # replicated on PostgreSQL: minAvailable 1 (test_chain.py)
         assert budget["spec"].get("maxUnavailable") == 1, f"{service}: a one-replica store node must still drain"
-    for name in ("matching", "personalization"):
+    embedded = () if overlay in CHAIN_OVERLAYS else CHAIN_SERVICES
+    for name in embedded:
         claim = objects.get("StatefulSet", name)["spec"]["volumeClaimTemplates"][0]
         assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
         assert objects.get("StatefulSet", name)["spec"]["replicas"] == 1, f"{name}: one writer of its files"
@@ -102,10 +105,10 @@ def test_resource_sizes_say_where_they_come_from() -> None:
     assert checked == len(SERVICES)
 
 
-@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+@pytest.mark.parametrize("overlay", CHAIN_OVERLAYS)
 def test_central_overlays_autoscale_the_stateless_services(rendered: dict[str, Rendered], overlay: str) -> None:
     autoscalers = {hpa["metadata"]["name"]: hpa for hpa in rendered[overlay].of_kind("HorizontalPodAutoscaler")}
-    assert set(autoscalers) == set(AUTOSCALED)
+    assert set(autoscalers) == {*AUTOSCALED, *CHAIN_SERVICES}  # on PostgreSQL, stateless too
     for name, hpa in autoscalers.items():
         assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
         assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
@@ -143,7 +146,7 @@ def test_store_edge_fits_one_small_node(rendered: dict[str, Rendered]) -> None:
         requests = pod_spec(workload)["containers"][0]["resources"]["requests"]
         cpu += quantity(requests["cpu"])
         memory += quantity(requests["memory"])
-        central = rendered["cpu"].get(workload["kind"], service)
+        central = rendered["cpu"].workloads()[service]
         assert quantity(requests["cpu"]) < quantity(pod_spec(central)["containers"][0]["resources"]["requests"]["cpu"])
         for claim in workload["spec"].get("volumeClaimTemplates", []):
             assert quantity(claim["spec"]["resources"]["requests"]["storage"]) <= 2 * 2**30

@@ -138,6 +138,7 @@ class FakeMatching(_Fake):
         self.searches: list[matching_pb2.SearchRequest] = []
         self.enrolled: list[matching_pb2.EnrollRequest] = []
         self.erased: list[matching_pb2.EraseSubjectRequest] = []
+        self.sequence = 40  # the members gallery's last change
 
     def Search(self, request: matching_pb2.SearchRequest, timeout: float | None = None) -> matching_pb2.SearchResponse:
         self.searches.append(request)
@@ -162,14 +163,18 @@ class FakeMatching(_Fake):
     def Enroll(self, request: matching_pb2.EnrollRequest, timeout: float | None = None) -> matching_pb2.EnrollResponse:
         self.enrolled.append(request)
         self._fail_if_asked()
-        return matching_pb2.EnrollResponse(added=len(request.templates))
+        self.sequence += 1
+        return matching_pb2.EnrollResponse(added=len(request.templates), sequence=self.sequence)
 
     def EraseSubject(
         self, request: matching_pb2.EraseSubjectRequest, timeout: float | None = None
     ) -> matching_pb2.EraseSubjectResponse:
         self.erased.append(request)
         self._fail_if_asked()
-        return matching_pb2.EraseSubjectResponse(templates_removed=2)
+        self.sequence += 1
+        return matching_pb2.EraseSubjectResponse(
+            templates_removed=2, sequences={"members": self.sequence, "watchlist": 3}
+        )
 
 
 class FakePersonalization(_Fake):

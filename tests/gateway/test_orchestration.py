@@ -162,3 +162,17 @@ def test_erase_removes_templates_first_and_names_the_step_that_failed(desk: Desk
     with pytest.raises(ServiceError) as passed_on:
         desk.operations.erase(gateway_pb2.EraseMemberRequest(member_id="m-x"))
     assert (passed_on.value.code, passed_on.value.message) == (grpc.StatusCode.NOT_FOUND, "no subject m-x")
+
+
+def test_a_search_after_an_erase_asks_for_a_replica_that_holds_the_erasure(desk: Desk) -> None:
+    _identify(desk, b"lena")
+    assert desk.matching.searches[-1].min_sequence == 0  # nothing changed through this gateway yet
+    desk.operations.erase(gateway_pb2.EraseMemberRequest(member_id="m-lena", actor="desk", reason="asked"))
+    _identify(desk, b"kim")
+    assert desk.matching.searches[-1].min_sequence == 41
+
+
+def test_a_search_after_an_enroll_asks_for_a_replica_that_holds_the_templates(desk: Desk) -> None:
+    desk.operations.enroll(_enroll_request(b"kim"))
+    _identify(desk, b"lena")
+    assert desk.matching.searches[-1].min_sequence == 41

@@ -196,3 +196,10 @@ def test_a_frame_whose_camera_id_is_not_an_id_is_refused_alone(shop: Shop) -> No
     assert refused.status.message.startswith("frame 0: camera_id 'xxxx")
     assert (served.status.code, served.camera_id, len(served.faces)) == (0, "door", 1)
     assert [len(call.frames) for call in shop.detection.calls] == [1]
+
+
+def test_a_frame_after_an_erasure_asks_for_a_matching_replica_that_holds_it(shop: Shop) -> None:
+    shop.pipeline.process(_batch("door", b"sam"))
+    shop.pipeline.backends.seen.saw({"members": 57, "watchlist": 3})
+    shop.pipeline.process(_batch("door", b"kim"))
+    assert [search.min_sequence for search in shop.matching.searches] == [0, 57]

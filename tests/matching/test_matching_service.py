@@ -133,6 +133,22 @@ def test_erase_counts_the_templates_and_takes_effect_for_the_next_search(enrolle
     assert enrolled.EraseSubject(matching_pb2.EraseSubjectRequest(subject_id="alice")).templates_removed == 0
 
 
+def test_every_change_answers_its_sequence_and_a_search_can_require_one(enrolled: Client) -> None:
+    # members: alice, bob, eve were changes 1-3; watchlist: mallory was its change 1.
+    assert enrolled.Enroll(enroll_request("zoe", VECTORS[5:6])).sequence == 4
+    eligibility = matching_pb2.SetSubjectEligibilityRequest(gallery="members", subject_id="zoe", tags=["x"])
+    assert enrolled.SetSubjectEligibility(eligibility).sequence == 5
+    erased = enrolled.EraseSubject(matching_pb2.EraseSubjectRequest(subject_id="zoe"))
+    assert dict(erased.sequences) == {"members": 6, "watchlist": 1}
+    assert enrolled.Search(search_request(VECTORS[5], min_sequence=6)).results[0].candidates[0].subject_id != "zoe"
+    code, message = status_of(lambda: enrolled.Search(search_request(VECTORS[5], min_sequence=7)))
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert message == (
+        "this matching replica holds gallery members up to change 6 and the request needs change 7; "
+        "retry (another replica answers)"
+    )
+
+
 def _with_inf(vector: np.ndarray) -> np.ndarray:
     bad = vector.copy()
     bad[3] = np.inf
@@ -246,6 +262,7 @@ def test_stats_report_the_gallery_its_index_and_its_log(enrolled: Client) -> Non
     assert sum(stats.memory_parts.values()) == stats.memory_bytes
     assert stats.search_kernel == ISA  # this machine's, as the test process sees it
     assert stats.log_records_since_snapshot == 5  # 3 enrolls, 1 tag change, 1 erase
+    assert stats.applied_sequence == 5
     assert stats.last_snapshot_at == ""
     galleries = enrolled.ListGalleries(matching_pb2.ListGalleriesRequest()).galleries
     assert {g.name: (g.templates, g.subjects, g.threshold) for g in galleries} == {

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import Opener
 from stored_form import stored_form
 
 from retailface.services.matching.crypto import RecordCipher, load_key, scan_frames
@@ -94,13 +95,12 @@ def assert_holds_exactly(
         np.testing.assert_array_equal(held[template_id][1], stored_form(vector[None])[0])  # as the gallery holds it
 
 
-def test_log_replay_restores_enrolls_erases_and_tags(tmp_path: Path, key: bytes, rng: np.random.Generator) -> None:
-    data_dir = tmp_path / "data"
-    store = open_store(data_dir, key)
+def test_log_replay_restores_enrolls_erases_and_tags(opener: Opener, key: bytes, rng: np.random.Generator) -> None:
+    store = opener(key)
     enrolled = enroll_subjects(store, rng, subjects=6, per_subject=3)
     watch = enroll_subjects(store, rng, subjects=2, per_subject=1, gallery="watchlist", prefix="w")
     members = store.gallery("members")
-    assert members.erase_subject("s2") == 3
+    assert members.erase_subject("s2")[0] == 3
     members.set_tags("s3", ["consent:face", "region:eu"])
     replaced = unit_vectors(rng, 1)
     assert members.enroll("s4", ["s4-t0"], replaced).subject_template_count == 3
@@ -109,7 +109,7 @@ def test_log_replay_restores_enrolls_erases_and_tags(tmp_path: Path, key: bytes,
         del enrolled[template_id]
     enrolled["s4-t0"] = ("s4", replaced[0])
 
-    reopened = open_store(data_dir, key)
+    reopened = opener(key)
     try:
         assert_holds_exactly(reopened, enrolled)
         assert_holds_exactly(reopened, watch, gallery="watchlist")
@@ -133,10 +133,9 @@ def test_log_replay_restores_enrolls_erases_and_tags(tmp_path: Path, key: bytes,
 
 
 def test_a_gallery_loaded_from_its_snapshot_answers_identically(
-    tmp_path: Path, key: bytes, rng: np.random.Generator
+    opener: Opener, key: bytes, rng: np.random.Generator
 ) -> None:
-    data_dir = tmp_path / "data"
-    store = open_store(data_dir, key)
+    store = opener(key)
     enroll_subjects(store, rng, subjects=300, per_subject=2)
     queries = unit_vectors(rng, 50)
     queries[:25] = unit_vectors(rng, 25) * 0.5 + store.gallery("members").export_templates()["s7-t1"][1]
@@ -144,7 +143,7 @@ def test_a_gallery_loaded_from_its_snapshot_answers_identically(
     before = store.gallery("members").search(queries, top_k=5)
     store.snapshot("members")
     store.close()
-    reopened = open_store(data_dir, key)
+    reopened = opener(key)
     try:
         assert reopened.gallery("members").stats().records_since_snapshot == 0  # loaded from the snapshot alone
         assert reopened.gallery("members").search(queries, top_k=5) == before
@@ -371,9 +370,9 @@ def test_erase_is_immediate_and_purged_from_disk_by_the_next_snapshot(
         members = store.gallery("members")
         probe = enrolled["s1-t0"][1][None, :]
         assert members.search(probe, top_k=1).results[0].candidates[0].subject_id == "s1"
-        assert store.erase_subject("", "s1") == 2
+        assert store.erase_subject("", "s1")[0] == 2
         assert all(c.subject_id != "s1" for c in members.search(probe, top_k=4).results[0].candidates)
-        assert store.erase_subject("", "s1") == 0
+        assert store.erase_subject("", "s1")[0] == 0
         # The background thread snapshots within erase_purge_seconds and drops the log holding s1's templates.
         for _ in range(100):
             if members.stats().records_since_snapshot == 0:
@@ -402,10 +401,9 @@ def test_a_second_store_on_the_same_data_dir_is_refused(tmp_path: Path, key: byt
 
 @pytest.mark.parametrize("snapshot", [False, True], ids=["in-the-log", "in-the-snapshot"])
 def test_templates_of_another_model_refuse_to_load(
-    tmp_path: Path, key: bytes, rng: np.random.Generator, snapshot: bool
+    opener: Opener, key: bytes, rng: np.random.Generator, snapshot: bool
 ) -> None:
-    data_dir = tmp_path / "data"
-    store = open_store(data_dir, key)
+    store = opener(key)
     enroll_subjects(store, rng, subjects=1, per_subject=1)
     if snapshot:
         store.snapshot()
@@ -414,4 +412,4 @@ def test_templates_of_another_model_refuse_to_load(
     with pytest.raises(
         ModelMismatchError, match=rf"{where} holds .*sface/2021dec \(dim 128\).*configured for sface/2024"
     ):
-        open_store(data_dir, key, model=ModelIdentity("sface", "2024", DIM))
+        opener(key, model=ModelIdentity("sface", "2024", DIM))

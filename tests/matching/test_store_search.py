@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+from conftest import Opener
 from stored_form import stored_form
 
 from retailface import _matcher
@@ -23,7 +23,7 @@ from retailface.services.matching.errors import (
 )
 from retailface.services.matching.gallery_index import GalleryIndex
 from retailface.services.matching.gallery_store import GalleryStore
-from retailface.services.matching.params import MAX_TOP_K, DurabilityPolicy, GalleryPolicy, IndexParams
+from retailface.services.matching.params import MAX_TOP_K, IndexParams
 from retailface.services.matching.settings import SETTINGS
 from retailface.services.matching.store import MatchingStore
 from retailface.services.shared.errors import ServiceError
@@ -42,14 +42,9 @@ def unit(vectors: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[MatchingStore]:
-    opened = MatchingStore(
-        tmp_path / "data",
-        os.urandom(32),
-        [GalleryPolicy("members", 0.48, 0.05), GalleryPolicy("watchlist", 0.55, 0.08)],
-        MODEL,
-        durability=DurabilityPolicy(1_000_000, 3600, snapshot_on_close=False),
-    )
+def store(opener: Opener) -> Iterator[MatchingStore]:
+    """On files and on PostgreSQL (conftest.py)."""
+    opened = opener(os.urandom(32), index=IndexParams())
     yield opened
     opened.close()
 
@@ -303,7 +298,7 @@ def test_erased_subject_is_never_returned_by_searches_running_concurrently(membe
     extra = unit(rng.standard_normal((16, DIM)))
     for s in range(16):
         members.enroll(f"late{s}", [f"late{s}-0"], extra[s : s + 1])
-        assert members.erase_subject(f"p{s}") == 1
+        assert members.erase_subject(f"p{s}")[0] == 1
         with erased_lock:
             erased.add(f"p{s}")
     stop.set()

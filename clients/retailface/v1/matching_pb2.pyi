@@ -28,7 +28,7 @@ class SubjectFilter(_message.Message):
     def __init__(self, subject_ids: _Optional[_Iterable[str]] = ..., required_tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("gallery", "queries", "top_k", "filter", "threshold", "margin", "probe_qualities")
+    __slots__ = ("gallery", "queries", "top_k", "filter", "threshold", "margin", "probe_qualities", "min_sequence")
     GALLERY_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class SearchRequest(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MARGIN_FIELD_NUMBER: _ClassVar[int]
     PROBE_QUALITIES_FIELD_NUMBER: _ClassVar[int]
+    MIN_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     gallery: str
     queries: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
     top_k: int
@@ -43,7 +44,8 @@ class SearchRequest(_message.Message):
     threshold: float
     margin: float
     probe_qualities: _containers.RepeatedCompositeFieldContainer[ProbeQuality]
-    def __init__(self, gallery: _Optional[str] = ..., queries: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[SubjectFilter, _Mapping]] = ..., threshold: _Optional[float] = ..., margin: _Optional[float] = ..., probe_qualities: _Optional[_Iterable[_Union[ProbeQuality, _Mapping]]] = ...) -> None: ...
+    min_sequence: int
+    def __init__(self, gallery: _Optional[str] = ..., queries: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[SubjectFilter, _Mapping]] = ..., threshold: _Optional[float] = ..., margin: _Optional[float] = ..., probe_qualities: _Optional[_Iterable[_Union[ProbeQuality, _Mapping]]] = ..., min_sequence: _Optional[int] = ...) -> None: ...
 
 class ProbeQuality(_message.Message):
     __slots__ = ("inter_eye_px", "frames")
@@ -108,12 +110,14 @@ class EnrollRequest(_message.Message):
     def __init__(self, gallery: _Optional[str] = ..., subject_id: _Optional[str] = ..., templates: _Optional[_Iterable[_Union[Template, _Mapping]]] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("added", "subject_template_count")
+    __slots__ = ("added", "subject_template_count", "sequence")
     ADDED_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_TEMPLATE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     added: int
     subject_template_count: int
-    def __init__(self, added: _Optional[int] = ..., subject_template_count: _Optional[int] = ...) -> None: ...
+    sequence: int
+    def __init__(self, added: _Optional[int] = ..., subject_template_count: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class EraseSubjectRequest(_message.Message):
     __slots__ = ("gallery", "subject_id")
@@ -124,10 +128,19 @@ class EraseSubjectRequest(_message.Message):
     def __init__(self, gallery: _Optional[str] = ..., subject_id: _Optional[str] = ...) -> None: ...
 
 class EraseSubjectResponse(_message.Message):
-    __slots__ = ("templates_removed",)
+    __slots__ = ("templates_removed", "sequences")
+    class SequencesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     TEMPLATES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     templates_removed: int
-    def __init__(self, templates_removed: _Optional[int] = ...) -> None: ...
+    sequences: _containers.ScalarMap[str, int]
+    def __init__(self, templates_removed: _Optional[int] = ..., sequences: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class SetSubjectEligibilityRequest(_message.Message):
     __slots__ = ("gallery", "subject_id", "tags")
@@ -140,8 +153,10 @@ class SetSubjectEligibilityRequest(_message.Message):
     def __init__(self, gallery: _Optional[str] = ..., subject_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetSubjectEligibilityResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("sequence",)
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
 class ListGalleriesRequest(_message.Message):
     __slots__ = ()
@@ -176,7 +191,7 @@ class GalleryStatsRequest(_message.Message):
     def __init__(self, gallery: _Optional[str] = ...) -> None: ...
 
 class GalleryStats(_message.Message):
-    __slots__ = ("info", "memory_bytes", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "search_threads", "log_records_since_snapshot", "last_snapshot_at", "search_kernel", "memory_parts")
+    __slots__ = ("info", "memory_bytes", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "search_threads", "log_records_since_snapshot", "last_snapshot_at", "search_kernel", "memory_parts", "applied_sequence")
     class MemoryPartsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +209,7 @@ class GalleryStats(_message.Message):
     LAST_SNAPSHOT_AT_FIELD_NUMBER: _ClassVar[int]
     SEARCH_KERNEL_FIELD_NUMBER: _ClassVar[int]
     MEMORY_PARTS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     info: GalleryInfo
     memory_bytes: int
     hnsw_m: int
@@ -204,7 +220,8 @@ class GalleryStats(_message.Message):
     last_snapshot_at: str
     search_kernel: str
     memory_parts: _containers.ScalarMap[str, int]
-    def __init__(self, info: _Optional[_Union[GalleryInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., hnsw_m: _Optional[int] = ..., hnsw_ef_construction: _Optional[int] = ..., hnsw_ef_search: _Optional[int] = ..., search_threads: _Optional[int] = ..., log_records_since_snapshot: _Optional[int] = ..., last_snapshot_at: _Optional[str] = ..., search_kernel: _Optional[str] = ..., memory_parts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    applied_sequence: int
+    def __init__(self, info: _Optional[_Union[GalleryInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., hnsw_m: _Optional[int] = ..., hnsw_ef_construction: _Optional[int] = ..., hnsw_ef_search: _Optional[int] = ..., search_threads: _Optional[int] = ..., log_records_since_snapshot: _Optional[int] = ..., last_snapshot_at: _Optional[str] = ..., search_kernel: _Optional[str] = ..., memory_parts: _Optional[_Mapping[str, int]] = ..., applied_sequence: _Optional[int] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ("gallery",)
