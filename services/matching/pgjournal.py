@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import psycopg
 import structlog
@@ -38,6 +39,8 @@ from retailface.services.matching.snapshots import SnapshotMeta, TemplateChunk, 
 from retailface.services.shared.errors import first_line
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 CHANNEL = "retailface_matching_log"  # NOTIFY payload: "<gallery> <sequence>"
 KEY_CHECK_TEXT = b"retailface matching database key check v1"
@@ -161,12 +164,20 @@ class PostgresJournal:
                 if self._conn is None or self._conn.closed or self._conn.broken:
                     self._conn = self._db.connect()
                 yield self._conn
-            except psycopg.OperationalError as error:
+            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                 self._discard()
                 raise _unavailable(error, doing) from error
-            except psycopg.InterfaceError as error:
-                self._discard()
-                raise _unavailable(error, doing) from error
+
+    def _read(self, doing: str, query: Callable[[psycopg.Connection], T]) -> T:
+        """A read, once more on a new connection when the kept one turns out dead (the server restarted since
+        its last use: a connection learns that only when used). A write is never repeated: its first try may
+        have committed."""
+        try:
+            with self._connection(doing) as conn:
+                return query(conn)
+        except DatabaseUnavailableError:
+            with self._connection(doing) as conn:
+                return query(conn)
 
     def _discard(self) -> None:
         if self._conn is not None:
@@ -200,18 +211,21 @@ class PostgresJournal:
 
     def load(self) -> Loaded:
         """The newest snapshot and the log after it, read in one consistent view of the database."""
-        with self._connection("loading the gallery") as conn:
+
+        def query(conn: psycopg.Connection) -> tuple[tuple[SnapshotMeta, list[TemplateChunk]] | None, list[Change]]:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             try:
                 with conn.transaction():
                     snapshot = self._read_snapshot(conn)
-                    after = snapshot[0].sequence if snapshot else 0
                     (head,) = conn.execute(
                         "SELECT sequence FROM matching_heads WHERE gallery = %s", (self._gallery,)
                     ).fetchone() or (0,)
-                    changes = self._changes(conn, after, int(head))
+                    return snapshot, self._changes(conn, snapshot[0].sequence if snapshot else 0, int(head))
             finally:
-                conn.isolation_level = None
+                if not conn.broken:
+                    conn.isolation_level = None
+
+        snapshot, changes = self._read("loading the gallery", query)
         self._snapshot_sequence = snapshot[0].sequence if snapshot else None
         return Loaded(snapshot, changes, f"PostgreSQL gallery {self._gallery}")
 
@@ -241,9 +255,11 @@ class PostgresJournal:
         return parse_snapshot(plaintexts, self._gallery, self._dim, where)
 
     def changes_after(self, applied: int) -> list[Change]:
-        with self._connection("following the log") as conn:
+        def query(conn: psycopg.Connection) -> list[Change]:
             row = conn.execute("SELECT sequence FROM matching_heads WHERE gallery = %s", (self._gallery,)).fetchone()
             return self._changes(conn, applied, int(row[0]) if row else 0)
+
+        return self._read("following the log", query)
 
     # ------------------------------------------------------------ writing
 
@@ -280,10 +296,12 @@ class PostgresJournal:
 
     def refresh_snapshot_sequence(self) -> int | None:
         """Reads the newest snapshot's sequence (another replica may have written it)."""
-        with self._connection("reading the snapshots") as conn:
-            row = conn.execute(
+        row = self._read(
+            "reading the snapshots",
+            lambda conn: conn.execute(
                 "SELECT max(sequence) FROM matching_snapshots WHERE gallery = %s", (self._gallery,)
-            ).fetchone()
+            ).fetchone(),
+        )
         self._snapshot_sequence = int(row[0]) if row and row[0] is not None else None
         return self._snapshot_sequence
 

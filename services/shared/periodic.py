@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import structlog
 
+from retailface.services.shared.errors import Unavailable
+
 log = structlog.get_logger(__name__)
 
 
@@ -60,6 +62,8 @@ class PeriodicWorker:
     def _run_once(self) -> None:
         try:
             self._task()
+        except Unavailable as outage:  # a dependency is down: expected, said once per pass without a traceback
+            log.warning("periodic_task_unavailable", worker=self.name, error=str(outage))
         except Exception:
             log.exception("periodic_task_failed", worker=self.name)
 

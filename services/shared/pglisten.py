@@ -19,7 +19,7 @@ import structlog
 from prometheus_client import Counter
 from psycopg import sql
 
-from retailface.services.shared.errors import first_line
+from retailface.services.shared.errors import Unavailable, first_line
 
 log = structlog.get_logger(__name__)
 
@@ -110,5 +110,7 @@ class NotificationListener:
     def _safely(self, handler: Callable[[], object]) -> None:
         try:
             handler()
+        except Unavailable as outage:  # the database went away under the handler: the next poll retries
+            log.warning("pg_listener_handler_unavailable", listener=self.name, error=str(outage))
         except Exception:  # a failed handler must not end the listener; the next poll retries
             log.exception("pg_listener_handler_failed", listener=self.name)

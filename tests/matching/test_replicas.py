@@ -279,3 +279,19 @@ def test_an_erase_followed_by_a_replica_schedules_its_purge_there_too(
     finally:
         follower.close()
         eraser.close()
+
+
+def test_a_read_on_a_connection_the_server_dropped_is_made_again_on_a_new_one(
+    replicas: tuple[MatchingStore, MatchingStore], rng: np.random.Generator
+) -> None:
+    first, second = replicas
+    journal: PostgresJournal = second.gallery("members")._journal  # type: ignore[assignment]
+    second.gallery("members").catch_up()  # the journal's connection is open
+    pid = journal._conn.info.backend_pid  # type: ignore[union-attr]
+    with psycopg.connect(first._database.conninfo, autocommit=True) as admin:  # type: ignore[union-attr]
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    first._follower.stop()  # type: ignore[union-attr]
+    second._follower.stop()  # type: ignore[union-attr]
+    first.gallery("members").enroll("hana", ["h0"], unit_vectors(rng, 1))
+    assert second.gallery("members").catch_up() == 1
+    assert journal._conn.info.backend_pid != pid  # type: ignore[union-attr]
