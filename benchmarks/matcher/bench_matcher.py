@@ -432,35 +432,58 @@ def store_scoped(ours: Any, data: dict[str, np.ndarray], queries: np.ndarray, se
     return result
 
 
+def packed_ids(prefix: str, keys: np.ndarray) -> Any:
+    """The ids prefix + key, packed as the service's snapshots and id table take them (no str kept per id)."""
+    from retailface.services.matching.snapshots import PackedIds
+
+    digits = np.ones(len(keys), dtype=np.uint64)
+    rest = keys.copy()
+    while (rest >= 10).any():
+        digits += rest >= 10
+        rest //= 10
+    offsets = np.zeros(len(keys) + 1, dtype=np.uint64)
+    np.cumsum(digits + np.uint64(len(prefix.encode())), out=offsets[1:])
+    return PackedIds(offsets, "".join(f"{prefix}{key}" for key in keys.tolist()).encode())
+
+
 def load_from_snapshot(ours: Any, n: int) -> dict[str, Any]:
-    """Writes the gallery as the matching service snapshots it (encrypted records of its stored form), then
-    loads it in a fresh process as a replica does: seconds from reading the file to the first answered search,
-    and that process's RSS."""
+    """Writes the gallery as the matching service snapshots it (encrypted records of its stored form and its ids:
+    subject s<key> and template t<key> for each template), then loads it in a fresh process as a replica does:
+    seconds from reading the file to the first answered search, and that process's memory."""
     import os
     import subprocess
     import tempfile
 
     from retailface.services.matching.crypto import RecordCipher
-    from retailface.services.matching.snapshots import SnapshotMeta, TemplateChunk, write_snapshot
+    from retailface.services.matching.snapshots import (
+        PackedSubjects,
+        SnapshotMeta,
+        SubjectChunk,
+        TemplateChunk,
+        write_snapshot,
+    )
 
     stored = ours.stored()
     keys = stored["template_ids"]
+    subject_keys = stored["subject_ids"]
     with tempfile.TemporaryDirectory(prefix="bench-snapshot-") as directory:
         path, key = Path(directory) / "snapshot.bin", os.urandom(32)
+        owners = np.unique(subject_keys)
+        subjects = SubjectChunk(packed_ids("s", owners), owners, np.zeros(len(owners), dtype=np.uint32))
         meta = SnapshotMeta(
             gallery="members",
             model=["bench", "1", DIM],
             sequence=1,
             templates=len(keys),
-            subjects=[[f"s{k}", int(k), []] for k in stored["subject_ids"].tolist()],
+            subjects=PackedSubjects([[]], [subjects]),
             next_subject_key=int(keys.max()) + 1,
             next_template_key=int(keys.max()) + 1,
             created_at="2026-12-02T00:00:00+00:00",
         )
         chunk = TemplateChunk(
-            [f"t{k}" for k in keys.tolist()],
+            packed_ids("t", keys),
             keys,
-            stored["subject_ids"],
+            subject_keys,
             scales=stored["scales"],
             rows=stored["rows"],
             codes=stored["codes"],
@@ -468,7 +491,7 @@ def load_from_snapshot(ours: Any, n: int) -> dict[str, Any]:
         start = time.perf_counter()
         write_snapshot(path, RecordCipher(key), meta, chunk)
         write_s = time.perf_counter() - start
-        del stored, meta, chunk
+        del stored, meta, chunk, subjects
         (Path(directory) / "key").write_bytes(key)
         print(f"[N={n}] loading the snapshot in a fresh process", file=sys.stderr, flush=True)
         output = subprocess.run(
@@ -484,13 +507,22 @@ def load_from_snapshot(ours: Any, n: int) -> dict[str, Any]:
 
 def load_snapshot(directory: Path) -> dict[str, Any]:
     """The replica's start: read and decrypt the snapshot, load it into the service's gallery index (ids and
-    native stored form), answer one search. Runs in its own process (`--load-snapshot`)."""
+    native stored form), answer one search. Runs in its own process (`--load-snapshot`). `rss_mb` is the
+    process's resident memory once the snapshot's decrypted records are dropped, as a serving replica holds it;
+    `peak_rss_mb` the most it held while loading."""
+    import gc
+
     from retailface.services.matching.crypto import RecordCipher
     from retailface.services.matching.gallery_index import GalleryIndex
     from retailface.services.matching.params import IndexParams
     from retailface.services.matching.snapshots import read_snapshot
     from retailface.services.shared.model_identity import ModelIdentity
 
+    def status_mb(field: str) -> float:
+        status = Path("/proc/self/status").read_text().splitlines()
+        return next(int(line.split()[1]) for line in status if line.startswith(field)) / 1024
+
+    base_mb = status_mb("VmRSS")
     start = time.perf_counter()
     cipher = RecordCipher((directory / "key").read_bytes())
     path = directory / "snapshot.bin"
@@ -501,13 +533,18 @@ def load_snapshot(directory: Path) -> dict[str, Any]:
     query = normalise(np.random.default_rng(0).standard_normal((1, DIM)).astype(np.float32))
     index.search(query, top_k=1, threshold=0.5, margin=0.05, subject_ids=[], required_tags=[])
     load_s = time.perf_counter() - start
-    rss_kb = next(
-        int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS")
-    )
+    templates = meta.templates
+    del meta, chunks
+    gc.collect()
+    rss_mb = status_mb("VmRSS")
     return {
         "load_s": round(load_s, 2),
-        "rss_mb": round(rss_kb / 1024, 1),
-        "index_bytes_per_template": round(index.memory_bytes / meta.templates, 1),
+        "rss_mb": round(rss_mb, 1),
+        "peak_rss_mb": round(status_mb("VmHWM"), 1),
+        "index_bytes_per_template": round(index.memory_bytes / templates, 1),
+        "id_table_bytes_per_template": round(index.ids.memory_bytes / templates, 1),
+        # What the process holds besides the index (the interpreter, freed but unreturned memory), per template.
+        "rss_besides_index_bytes_per_template": round(((rss_mb - base_mb) * 2**20 - index.memory_bytes) / templates, 1),
     }
 
 
