@@ -6,10 +6,13 @@
 #include <string>
 #include <type_traits>
 
+#include "bind_util.hpp"
 #include "retailface/gallery.hpp"
 #include "retailface/quantize.hpp"
 
 namespace py = pybind11;
+using retailface::checked;
+using retailface::to_numpy;
 using retailface::Gallery;
 using retailface::GalleryParams;
 
@@ -65,37 +68,12 @@ GalleryParams from_keywords(size_t dim, const py::kwargs& keywords) {
   return params;
 }
 
-// Only C-contiguous arrays of the exact dtype are accepted: a silent conversion would copy
-// (and could hide a caller passing float64 embeddings).
-template <typename T>
-using Strict = py::array_t<T, py::array::c_style>;
-
-template <typename T>
-const T* checked(const py::array& array, const char* name, py::ssize_t ndim) {
-  if (!py::isinstance<Strict<T>>(array) || !(array.flags() & py::array::c_style)) {
-    throw py::value_error(std::string(name) + " must be a C-contiguous numpy array of " +
-                          py::str(py::dtype::of<T>()).cast<std::string>());
-  }
-  if (array.ndim() != ndim) {
-    throw py::value_error(std::string(name) + " must have " + std::to_string(ndim) + " dimension(s), got " +
-                          std::to_string(array.ndim()));
-  }
-  return static_cast<const T*>(array.data());
-}
-
 // Rows (vectors, queries) must have the gallery's dimension.
 void check_dim(const Gallery& gallery, const py::array& rows, const char* name) {
   if (static_cast<size_t>(rows.shape(1)) != gallery.dim()) {
     throw py::value_error(std::string(name) + " have dimension " + std::to_string(rows.shape(1)) + ", the gallery " +
                           std::to_string(gallery.dim()));
   }
-}
-
-template <typename T>
-py::array_t<T> to_numpy(std::vector<T>&& values, std::vector<py::ssize_t> shape) {
-  auto* owned = new std::vector<T>(std::move(values));
-  py::capsule release(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
-  return py::array_t<T>(shape, owned->data(), release);
 }
 
 struct PySearchResult {
@@ -287,4 +265,7 @@ PYBIND11_MODULE(_matcher, m) {
       .def_property_readonly("graph_build_seconds", &Gallery::graph_build_seconds)
       .def_property_readonly("dim", &Gallery::dim)
       .def_property_readonly("params", [](const Gallery& self) { return to_dict(self.params()); });
+
+  // The matching service's names of a gallery's keys (id_table.hpp).
+  retailface::bind_id_table(m);
 }

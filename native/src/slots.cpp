@@ -33,6 +33,7 @@ class SubjectFilter : public hnswlib::BaseFilterFunctor {
 Slots::Slots(const GalleryParams& params) : dim_(params.dim), capacity_(params.capacity), space_(params.dim) {
   if (params.hnsw_graph) index_ = new_index(capacity_, params);
   resize_slots(capacity_);
+  template_slot_.reserve(capacity_, template_key());  // filling the slots (a snapshot's load) rehashes nothing
 }
 
 void Slots::resize_slots(size_t capacity) {
@@ -55,6 +56,7 @@ void Slots::ensure_capacity(size_t needed) {
   if (index_) index_->resizeIndex(capacity);
   resize_slots(capacity);
   capacity_ = capacity;
+  template_slot_.reserve(capacity, template_key());
 }
 
 std::vector<std::pair<size_t, size_t>> Slots::assign(const int64_t* template_ids, const int64_t* subject_ids,
@@ -79,7 +81,16 @@ std::vector<std::pair<size_t, size_t>> Slots::assign(const int64_t* template_ids
     if (found == reused_entry.end()) return std::nullopt;
     return found->second;
   };
+  constexpr size_t kAhead = 8;  // the tables' entries for row i + kAhead are on their way while row i is assigned
+  for (size_t i = 0; i < std::min(n, kAhead); ++i) {
+    template_slot_.prefetch(template_ids[i]);
+    subject_head_.prefetch(subject_ids[i]);
+  }
   for (size_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) {
+      template_slot_.prefetch(template_ids[i + kAhead]);
+      subject_head_.prefetch(subject_ids[i + kAhead]);
+    }
     size_t slot;
     uint32_t existing = template_slot_.find(template_ids[i], template_key());
     std::optional<size_t> entry = existing != SlotTable::kNone ? entry_of(existing) : std::nullopt;

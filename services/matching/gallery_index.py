@@ -20,7 +20,7 @@ from retailface import _matcher
 from retailface.services.matching.errors import ModelMismatchError, StoreCorruptedError
 from retailface.services.matching.params import IndexParams
 from retailface.services.matching.results import Candidate, QueryOutcome
-from retailface.services.matching.snapshots import SnapshotMeta, TemplateChunk
+from retailface.services.matching.snapshots import PackedIds, PackedSubjects, SnapshotMeta, TemplateChunk
 from retailface.services.matching.subjects import SubjectIndex
 from retailface.services.shared.model_identity import ModelIdentity
 from retailface.v1.matching_pb2 import DECISION_MATCH, DECISION_NO_MATCH
@@ -58,12 +58,15 @@ class GalleryIndex:
 
     @property
     def memory_bytes(self) -> int:
-        return int(self._native.memory_bytes)
+        return sum(self.memory_parts.values())
 
     @property
     def memory_parts(self) -> dict[str, int]:
-        """Bytes per part (vectors, graph, codes, ids, filters); `memory_bytes` is their sum."""
-        return {part: int(size) for part, size in self._native.memory_parts.items()}
+        """Bytes per part (vectors, graph, codes, ids, filters); `memory_bytes` is their sum. "ids" holds the
+        index's slot ids and the id table's (subject and template id strings, keys, owners, tag set numbers)."""
+        parts = {part: int(size) for part, size in self._native.memory_parts.items()}
+        parts["ids"] = parts.get("ids", 0) + self.ids.memory_bytes
+        return parts
 
     def model_record(self) -> list[Any]:
         """The model as records store it."""
@@ -90,8 +93,8 @@ class GalleryIndex:
         params: IndexParams,
         where: str,
     ) -> GalleryIndex:
-        """A new index holding a snapshot (a replica's start). Loading makes millions of small objects (ids):
-        the cyclic garbage collector, which would walk them again and again, waits meanwhile."""
+        """A new index holding a snapshot (a replica's start). The cyclic garbage collector waits meanwhile: a
+        format-2 snapshot's ids are millions of small objects, which it would walk again and again."""
         was_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -105,7 +108,20 @@ class GalleryIndex:
     def restore(self, meta: SnapshotMeta, chunks: list[TemplateChunk], where: str) -> None:
         """Loads a snapshot into this (new) index."""
         self.check_model(meta.model, "the snapshot")
-        self.ids.restore(meta.subjects)
+        # The ids' bytes (and a length byte each) when the snapshot has them packed (format 3): the id table then
+        # takes them without growing.
+        id_bytes = sum(
+            len(chunk.template_ids) + int(chunk.template_ids.offsets[-1] - chunk.template_ids.offsets[0])
+            for chunk in chunks
+            if isinstance(chunk.template_ids, PackedIds)
+        )
+        if isinstance(meta.subjects, PackedSubjects):
+            id_bytes += len(meta.subjects) + meta.subjects.id_bytes()
+        self.ids.reserve(len(meta.subjects), meta.templates, id_bytes)
+        try:
+            self.ids.restore(meta.subjects)
+        except ValueError as error:
+            raise StoreCorruptedError(f"{where}: {error}") from None
         for chunk in chunks:
             if chunk.vectors is not None:  # a format-1 snapshot
                 self._native.add(chunk.template_keys, chunk.subject_keys, chunk.vectors)
@@ -122,7 +138,7 @@ class GalleryIndex:
         """Everything a snapshot at log ``sequence`` holds; the caller holds the store's write lock."""
         stored = self._native.stored()
         templates = TemplateChunk(
-            self.ids.template_ids_of(stored["template_ids"]),
+            self.ids.template_ids_packed(stored["template_ids"]),
             stored["template_ids"],
             stored["subject_ids"],
             scales=stored["scales"],
@@ -134,7 +150,7 @@ class GalleryIndex:
             model=self.model_record(),
             sequence=sequence,
             templates=len(templates),
-            subjects=[[subject_id, s.key, sorted(s.tags)] for subject_id, s in self.ids.items()],
+            subjects=self.ids.export(),
             next_subject_key=self.ids.next_subject_key,
             next_template_key=self.ids.next_template_key,
             created_at=created_at,
@@ -154,11 +170,10 @@ class GalleryIndex:
         if op == "erase":
             return self._erase(header["subject"])
         if op == "tags":
-            subject = self.ids.get(header["subject"])
-            if subject is None:
+            if header["subject"] not in self.ids:
                 raise StoreCorruptedError(f"gallery {self.name}: {where} tags a subject that is not enrolled")
             with self._maps_lock:
-                self.ids.set_tags(subject, frozenset(header["tags"]))
+                self.ids.set_tags(header["subject"], frozenset(header["tags"]))
             return 0
         raise StoreCorruptedError(f"gallery {self.name}: {where} has unknown operation {op!r}")
 
@@ -168,11 +183,10 @@ class GalleryIndex:
         # Index first, ids second: a search in between finds keys it cannot name yet and skips them.
         self._native.add(template_keys, np.full(len(template_keys), subject_key, dtype=np.int64), vectors)
         with self._maps_lock:
-            subject = self.ids.get(header["subject"])
-            if subject is None:
+            if header["subject"] not in self.ids:
                 self.ids.add_subject(header["subject"], subject_key, frozenset(header.get("tags") or ()))
             elif header.get("tags") is not None:
-                self.ids.set_tags(subject, frozenset(header["tags"]))
+                self.ids.set_tags(header["subject"], frozenset(header["tags"]))
             for template_id, template_key in zip(header["templates"], header["template_keys"], strict=True):
                 self.ids.bind_template(header["subject"], template_id, int(template_key))
         return len(template_keys)
@@ -209,7 +223,8 @@ class GalleryIndex:
             return [QueryOutcome(DECISION_NO_MATCH, [], EMPTY_FILTER_PLAN) for _ in range(len(queries))]
         found = self._native.search(queries, top_k=top_k, threshold=threshold, margin=margin, allowed_subjects=allowed)
         with self._maps_lock:
-            return [self._outcome(found, row) for row in range(len(queries))]
+            subject_names, template_names = self.ids.names(found.subjects, found.template_ids)
+        return [self._outcome(found, row, subject_names, template_names) for row in range(len(queries))]
 
     def searched_subjects(self, subject_ids: Sequence[str], required_tags: Sequence[str]) -> int:
         """How many subjects a search with this filter compares against (the N of its error rates)."""
@@ -217,16 +232,16 @@ class GalleryIndex:
             allowed = self.ids.allowed_keys(subject_ids, required_tags)
             return len(self.ids) if allowed is None else len(allowed)
 
-    def _outcome(self, found: Any, row: int) -> QueryOutcome:
-        """One query's row of a native search, named; the caller holds the maps lock."""
+    @staticmethod
+    def _outcome(found: Any, row: int, subject_ids: list[str | None], template_ids: list[str | None]) -> QueryOutcome:
+        """One query's row of a native search, with the names the ids gave its keys (flat, row by row)."""
         candidates = []
         top_dropped = False
-        for rank in range(found.subjects.shape[1]):
-            subject_key = int(found.subjects[row, rank])
-            if subject_key < 0:
+        top_k = found.subjects.shape[1]
+        for rank in range(top_k):
+            if found.subjects[row, rank] < 0:
                 break
-            subject_id = self.ids.subject_id(subject_key)
-            template_id = self.ids.template_id(int(found.template_ids[row, rank]))
+            subject_id, template_id = subject_ids[row * top_k + rank], template_ids[row * top_k + rank]
             if subject_id is None or template_id is None:
                 top_dropped = top_dropped or rank == 0
                 continue  # erased (or not yet acknowledged) while this search ran
@@ -253,10 +268,8 @@ class GalleryIndex:
     def subject_templates(self, subject_id: str) -> dict[str, int]:
         """Template id -> native key of a subject (empty when unknown)."""
         with self._maps_lock:
-            subject = self.ids.get(subject_id)
-            return dict(subject.templates) if subject is not None else {}
+            return self.ids.templates(subject_id)
 
     def subject_tags(self, subject_id: str) -> frozenset[str]:
         with self._maps_lock:
-            subject = self.ids.get(subject_id)
-            return subject.tags if subject is not None else frozenset()
+            return self.ids.tags(subject_id)
