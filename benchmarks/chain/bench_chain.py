@@ -368,18 +368,21 @@ def rss_of(pid: int) -> float:
 # ---------------------------------------------------------------- 5: offers on PostgreSQL
 
 
-def offers_on_postgres(server: PostgresServer, args: argparse.Namespace) -> dict[str, Any]:
-    name = server.create_database("chain_offers")
-    progress("bench-offers' workload on PostgreSQL (generating the full data set first)")
-    done = subprocess.run(
-        [sys.executable, str(OFFERS), "--db-url", server.url(name), "--offers", str(args.offers)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def run_offers(args: argparse.Namespace, db_url: str = "") -> dict[str, Any]:
+    command = [sys.executable, str(OFFERS), "--offers", str(args.offers)] + (["--db-url", db_url] if db_url else [])
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bench_offers failed:\n{done.stderr[-3000:]}")
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def offers_on_postgres(server: PostgresServer, args: argparse.Namespace) -> dict[str, Any]:
+    """bench-offers on PostgreSQL, then on SQLite in the same run (the peer, on the same host state)."""
+    name = server.create_database("chain_offers")
+    progress("bench-offers' workload on PostgreSQL (generating the full data set first)")
+    measured = run_offers(args, server.url(name))
+    progress("the same on SQLite, side by side")
+    sqlite = run_offers(args)
     return {
         "pg_get_offers_p50_ms": measured["get_offers_p50_ms"],
         "pg_get_offers_p99_ms": measured["get_offers_p99_ms"],
@@ -388,6 +391,10 @@ def offers_on_postgres(server: PostgresServer, args: argparse.Namespace) -> dict
         "pg_ingest_events_per_s": measured["ingest_events_per_s"],
         "pg_offers_pushed": measured["record_visit_offers_pushed"],
         "pg_alerts_raised": measured["record_visit_alerts_raised"],
+        "sqlite_get_offers_p50_ms": sqlite["get_offers_p50_ms"],
+        "sqlite_get_offers_p99_ms": sqlite["get_offers_p99_ms"],
+        "sqlite_record_visit_p50_ms": sqlite["record_visit_p50_ms"],
+        "sqlite_record_visit_p99_ms": sqlite["record_visit_p99_ms"],
     }
 
 

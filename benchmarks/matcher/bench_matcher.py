@@ -573,6 +573,25 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def load_only(sizes: list[int], seed: int) -> int:
+    """`--load-only`: the replica's start alone at each size, from a gallery of random unit vectors."""
+    from retailface._matcher import Gallery
+
+    report: dict[str, Any] = {}
+    for n in sizes:
+        print(f"[N={n}] building a gallery of random unit vectors", file=sys.stderr, flush=True)
+        rng = np.random.default_rng(seed)
+        ours = Gallery(dim=DIM, capacity=n, threads=2)
+        for start in range(0, n, 1 << 20):
+            stop = min(n, start + (1 << 20))
+            keys = np.arange(start, stop, dtype=np.int64)
+            ours.add(keys, keys, normalise(rng.standard_normal((stop - start, DIM)).astype(np.float32)))
+        report[str(n)] = load_from_snapshot(ours, n)
+        del ours
+    print(json.dumps(report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000", help="comma-separated gallery sizes, e.g. 100000,1000000")
@@ -584,10 +603,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graph-max-n", type=int, default=100_000, help="largest N to build our optional graph at")
     parser.add_argument("--sweep-max-n", type=int, default=100_000, help="largest N for the filter-width sweep")
     parser.add_argument("--load-snapshot", type=Path, help=argparse.SUPPRESS)  # the fresh process of load_s
+    parser.add_argument(
+        "--load-only",
+        action="store_true",
+        help="per size: build the gallery and measure only the snapshot load (load_s, rss_mb), minutes not an hour",
+    )
     args = parser.parse_args(argv)
     if args.load_snapshot is not None:
         print(json.dumps(load_snapshot(args.load_snapshot)))
         return 0
+    if args.load_only:
+        return load_only([int(size) for size in args.sizes.split(",")], args.seed)
     args.peer_ms = [int(value) for value in args.peer_ms.split(",")]
     efs = [int(value) for value in args.efs.split(",")]
     results: dict[str, dict[str, Any]] = {}

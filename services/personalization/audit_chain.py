@@ -7,10 +7,11 @@ format tag. Editing any field of a row breaks that row's hash; deleting a row br
 deleting the newest rows is caught against the chain head (`audit_chain_head`, one row: the id and hash of
 the newest row). `audit.verify_chain` checks all of it and names the first broken row.
 
-Concurrency: the head is read with SELECT ... FOR UPDATE, and the row is inserted and the head updated in
-the same write transaction. On PostgreSQL the row lock serialises audit writers (after a wait, READ
-COMMITTED re-reads the updated head, so two writers never chain onto the same row); SQLite renders no FOR
-UPDATE but `db.write` holds the database's one write lock from BEGIN IMMEDIATE to commit, which is stronger.
+Concurrency: a writer first moves the head on (UPDATE ... RETURNING: its last_id + 1 is the new row's
+id, its row_hash the new row's prev_hash), then inserts the row and sets the head's hash, all in the
+caller's write transaction. On PostgreSQL the head's row lock serialises audit writers (after a wait, READ
+COMMITTED re-reads the updated head, so two writers never chain onto the same row); on SQLite `db.write`
+holds the database's one write lock from BEGIN IMMEDIATE to commit, which is stronger.
 
 Erasure does not touch the audit log: `members.erase` deletes personal data from the tables in
 `members.PERSONAL_DATA` and records itself as one more audit row ("erase"); earlier rows (which hold no
@@ -27,6 +28,7 @@ cannot import db).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -37,6 +39,7 @@ GENESIS = "0" * 64
 HEAD_ID = 1
 _FORMAT = "retailface-audit-v1"
 FIELDS = ("at", "actor", "action", "subject", "reason", "detail")
+ROW_COLUMNS = ("id", *FIELDS, "prev_hash", "row_hash")
 _MIGRATION_BATCH = 1000
 
 
@@ -55,15 +58,41 @@ def hash_of(row: Any) -> str:
     return row_hash(row.id, row.at, row.actor, row.action, row.subject, row.reason, row.detail, row.prev_hash)
 
 
+@functools.cache
+def _statements(log: Table, head: Table) -> tuple[Any, Any, Any, Any]:
+    """append's statements, built once per table pair (SQLAlchemy then reuses their compiled form)."""
+    take_id = (
+        update(head)
+        .where(head.c.id == HEAD_ID)
+        .values(last_id=head.c.last_id + 1)
+        .returning(head.c.last_id, head.c.row_hash)
+    )
+    move_head = update(head).where(head.c.id == HEAD_ID).values(row_hash=bindparam("new_head_hash"))
+    # Binds named apart from the columns: the head's columns must not pick up the row's values (id).
+    add_row = insert(log).values({name: bindparam(f"row_{name}") for name in ROW_COLUMNS})
+    # PostgreSQL: the head's new hash rides on the insert (a data-modifying CTE), one round trip for both.
+    add_row_moving_head = add_row.add_cte(move_head.cte("moved_head"))
+    return take_id, move_head, add_row, add_row_moving_head
+
+
 def append(conn: Connection, log: Table, head: Table, values: dict[str, Any]) -> int:
-    """Inserts one audit row (values: FIELDS) chained onto the head, inside the caller's write transaction."""
+    """Inserts one audit row (values: FIELDS) chained onto the head, inside the caller's write transaction.
+
+    The head hands out the row's id (its last_id + 1) under its row lock, so the row goes in with its hash
+    at once: two statements on PostgreSQL, three on SQLite.
+    """
+    take_id, move_head, add_row, add_row_moving_head = _statements(log, head)
     values = {**values, "at": float(values["at"])}  # hashed as the double the column returns
-    prev = conn.execute(select(head.c.row_hash).where(head.c.id == HEAD_ID).with_for_update()).scalar_one()
-    row_id = int(conn.execute(insert(log).returning(log.c.id), {**values, "prev_hash": prev}).scalar_one())
+    row_id, prev = conn.execute(take_id).one()
     digest = row_hash(row_id, prev=prev, **values)
-    conn.execute(update(log).where(log.c.id == row_id).values(row_hash=digest))
-    conn.execute(update(head).where(head.c.id == HEAD_ID).values(last_id=row_id, row_hash=digest))
-    return row_id
+    row = {f"row_{name}": value for name, value in values.items()}
+    row |= {"row_id": row_id, "row_prev_hash": prev, "row_row_hash": digest, "new_head_hash": digest}
+    if conn.dialect.name == "postgresql":
+        conn.execute(add_row_moving_head, row)
+    else:
+        conn.execute(add_row, row)
+        conn.execute(move_head, row)
+    return int(row_id)
 
 
 def migrate(conn: Connection, log: Table, head: Table) -> int:

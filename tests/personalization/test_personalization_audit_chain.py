@@ -124,8 +124,10 @@ def test_deleting_the_first_or_the_newest_rows_is_found(engine: Engine) -> None:
 
 def test_a_row_inserted_around_the_writer_is_found(engine: Engine) -> None:
     _write(engine, 2)
-    with db.write(engine) as conn:
-        conn.execute(insert(db.audit_log).values(at=1.0, actor="x", action="read", subject="s"))
+    with db.write(engine) as conn:  # the next id, as the head would hand it out, but not by the writer
+        conn.execute(
+            insert(db.audit_log).values(id=_ids(engine)[-1] + 1, at=1.0, actor="x", action="read", subject="s")
+        )
     report = verify_chain(engine)
     assert report.first_broken_id == _ids(engine)[-1] and report.reason.startswith("broken link")
 
