@@ -80,7 +80,7 @@ class Checkout(Component):
                         method=method,
                     )
             offers_allowed = member is not None and member.consent.allows(SCOPE_PERSONALIZED_OFFERS)
-            filters = self._offers.member_filters(conn, member) if member is not None and offers_allowed else None
+            filters = self._offers.member_filters(conn, member, now) if member is not None and offers_allowed else None
             rows = self._basket_candidates(basket_skus)
             products = self._offers.join_catalog(rows, store_id)
             chosen = self._offers.choose(conn, rows, filters, store_id, CHANNEL, limit, now, exclude_skus=basket_skus)

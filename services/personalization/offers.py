@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, Double, bindparam, cast, literal, null, select, union_all
 
 from retailface.services.personalization import db
 from retailface.services.personalization.base import DAY, Component, load_member, require_store, write_audit
@@ -55,21 +55,36 @@ MAX_OFFERS = 20  # per request, whatever the caller or the member asks for
 NOTHING_PASSES = "no offer passes the member's preferences, stock and frequency caps right now"
 
 # Statements of the offer path, built once (SQLAlchemy then reuses their compiled form).
-_DISLIKES = select(db.member_dislikes.c.kind, db.member_dislikes.c.value).where(
-    db.member_dislikes.c.member_id == bindparam("member_id")
-)
 _INTENT_EVENTS = (
     select(db.online_events.c.type, db.online_events.c.sku, db.online_events.c.at)
     .where(
         db.online_events.c.member_id == bindparam("member_id"),
-        db.online_events.c.at >= bindparam("since"),
+        db.online_events.c.at >= bindparam("intent_since"),
         db.online_events.c.sku.is_not(None),
     )
     .order_by(db.online_events.c.at.desc())
     .limit(200)
+    .subquery()
 )
-_RECENT_DELIVERIES = select(db.offer_deliveries.c.sku, db.offer_deliveries.c.campaign_id).where(
-    db.offer_deliveries.c.member_id == bindparam("member_id"), db.offer_deliveries.c.delivered_at > bindparam("since")
+# What the offer path reads about one member, in one statement (one round trip to PostgreSQL): their dislikes,
+# what they were offered in the last day (frequency caps) and their recent online intent, as tagged rows.
+_MEMBER_SIGNALS = union_all(
+    select(
+        literal("dislike").label("signal"),
+        db.member_dislikes.c.kind.label("a"),
+        db.member_dislikes.c.value.label("b"),
+        cast(null(), Double).label("at"),
+    ).where(db.member_dislikes.c.member_id == bindparam("member_id")),
+    select(
+        literal("sent"),
+        db.offer_deliveries.c.sku,
+        db.offer_deliveries.c.campaign_id,
+        cast(null(), Double),
+    ).where(
+        db.offer_deliveries.c.member_id == bindparam("member_id"),
+        db.offer_deliveries.c.delivered_at > bindparam("sent_since"),
+    ),
+    select(literal("intent"), _INTENT_EVENTS.c.type, _INTENT_EVENTS.c.sku, _INTENT_EVENTS.c.at),
 )
 _BOUGHT_IN_STORE_SINCE = (
     select(db.transaction_lines.c.sku)
@@ -99,11 +114,15 @@ class OfferCandidate:
 
 @dataclass
 class MemberFilters:
-    """What a member must not be offered again, and what they were offered in the last 24 hours."""
+    """What a member must not be offered again, what they were offered in the last 24 hours, and their recent
+    online intent (newest first), read together (`Offers.member_filters`)."""
 
     member: Member
     dislike_skus: set[str] = field(default_factory=set)
     dislike_categories: set[str] = field(default_factory=set)
+    sent_skus: Counter[str] = field(default_factory=Counter)
+    sent_campaigns: Counter[str] = field(default_factory=Counter)
+    intent: list[tuple[str, str, float]] = field(default_factory=list)  # (event type, sku, at)
 
 
 def normalised(candidates: list[Candidate], ceiling: float = 1.0) -> list[Candidate]:
@@ -184,8 +203,9 @@ class Offers(Component):
         exclude_skus: Iterable[str] = (),
     ) -> list[Offer]:
         """The member's offers at the store (the caller checked consent), recorded as delivered."""
-        filters = self.member_filters(conn, member)
-        rows = self._member_candidates(conn, member, now)
+        filters = self.member_filters(conn, member, now)
+        rows = self._intent_candidates(conn, member.member_id, filters.intent, now)
+        rows += self._history_candidates(member.member_id)
         model = self.model
         if model is not None and len(rows) < limit * 3:
             rows += [
@@ -197,24 +217,35 @@ class Offers(Component):
         chosen = self.choose(conn, rows, filters, store_id, channel, limit, now, exclude_skus)
         return self.record(conn, chosen, products, member.member_id, store_id, channel, now)
 
-    def member_filters(self, conn: Connection, member: Member) -> MemberFilters:
+    def member_filters(self, conn: Connection, member: Member, now: float) -> MemberFilters:
         filters = MemberFilters(member)
-        for kind, value in conn.execute(_DISLIKES, {"member_id": member.member_id}):
-            (filters.dislike_skus if kind == "sku" else filters.dislike_categories).add(value)
+        params = {
+            "member_id": member.member_id,
+            "sent_since": now - DAY,
+            "intent_since": now - self.settings.intent_window_days * DAY,
+        }
+        for signal, a, b, at in conn.execute(_MEMBER_SIGNALS, params):
+            if signal == "dislike":
+                (filters.dislike_skus if a == "sku" else filters.dislike_categories).add(b)
+            elif signal == "sent":
+                filters.sent_skus[a] += 1
+                if b:
+                    filters.sent_campaigns[b] += 1
+            else:
+                filters.intent.append((a, b, at))
+        filters.intent.sort(key=lambda event: -event[2])
         return filters
 
-    def _member_candidates(self, conn: Connection, member: Member, now: float) -> list[OfferCandidate]:
-        return self._intent_candidates(conn, member.member_id, now) + self._history_candidates(member.member_id)
-
-    def _intent_candidates(self, conn: Connection, member_id: str, now: float) -> list[OfferCandidate]:
-        """Items the member viewed or carted online and has not bought since, strongest signal per item."""
-        since = now - self.settings.intent_window_days * DAY
-        events = conn.execute(_INTENT_EVENTS, {"member_id": member_id, "since": since}).all()
+    def _intent_candidates(
+        self, conn: Connection, member_id: str, events: list[tuple[str, str, float]], now: float
+    ) -> list[OfferCandidate]:
+        """Items the member viewed or carted online (`events`, newest first) and has not bought since, strongest
+        signal per item."""
         # Bought since (online or here): no longer an intent to act on.
         bought = {sku for kind, sku, _ in events if kind == "purchased_online"}
         if events:
             bought.update(
-                conn.execute(_BOUGHT_IN_STORE_SINCE, {"member_id": member_id, "since": events[-1].at}).scalars()
+                conn.execute(_BOUGHT_IN_STORE_SINCE, {"member_id": member_id, "since": events[-1][2]}).scalars()
             )
         strongest: dict[str, tuple[float, str]] = {}
         for kind, sku, at in events:
@@ -285,12 +316,7 @@ class Offers(Component):
             assert filters.member.preferences is not None
             excluded_categories = set(filters.member.preferences.excluded_categories) | filters.dislike_categories
             excluded |= filters.dislike_skus
-            for sku, campaign_id in conn.execute(
-                _RECENT_DELIVERIES, {"member_id": filters.member.member_id, "since": now - DAY}
-            ):
-                sent_skus[sku] += 1
-                if campaign_id:
-                    sent_campaigns[campaign_id] += 1
+            sent_skus, sent_campaigns = filters.sent_skus, filters.sent_campaigns
         private = channel in PRIVATE_CONTEXTS
         best: dict[str, OfferCandidate] = {}
         for row in rows:
