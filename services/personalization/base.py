@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,7 +34,10 @@ _MEMBER_BY_LOYALTY_NUMBER = select(db.members).where(db.members.c.loyalty_number
 # The same, keeping the row locked (FOR UPDATE) until the transaction ends: find_member(lock=True).
 _LOCKED_MEMBER_BY_ID = _MEMBER_BY_ID.with_for_update()
 _LOCKED_MEMBER_BY_LOYALTY_NUMBER = _MEMBER_BY_LOYALTY_NUMBER.with_for_update()
-_STORE_TIMEZONE = select(db.stores.c.timezone).where(db.stores.c.store_id == bindparam("store_id"))
+_STORE_EXISTS = select(db.stores.c.store_id).where(db.stores.c.store_id == bindparam("store_id"))
+# Stores are never deleted, so a store id found once is known for good: later requests need not ask the
+# database again (one round trip less per offer and visit on PostgreSQL). Per engine, i.e. per database.
+_KNOWN_STORES: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -110,14 +114,16 @@ def check_timezone(name: str) -> None:
         raise InvalidArgument(f"unknown IANA timezone {name!r} (e.g. 'Europe/Berlin')") from None
 
 
-def require_store(conn: Connection, store_id: str) -> str:
-    """The store's timezone; INVALID_ARGUMENT without a store id, NOT_FOUND for an unknown one."""
+def require_store(conn: Connection, store_id: str) -> None:
+    """INVALID_ARGUMENT without a store id, NOT_FOUND for an unknown one."""
     if not store_id:
         raise InvalidArgument("store_id is required")
-    timezone = conn.execute(_STORE_TIMEZONE, {"store_id": store_id}).scalar_one_or_none()
-    if timezone is None:
+    known = _KNOWN_STORES.setdefault(conn.engine, set())
+    if store_id in known:
+        return
+    if conn.execute(_STORE_EXISTS, {"store_id": store_id}).first() is None:
         raise NotFound(f"unknown store {store_id!r}")
-    return str(timezone)
+    known.add(store_id)
 
 
 def known_skus(conn: Connection, skus: Iterable[str]) -> set[str]:
