@@ -45,12 +45,7 @@ _RECENT_ALERT = (
     )
     .limit(1)
 )
-_ON_WATCHLIST = select(db.watchlist.c.subject_id).where(db.watchlist.c.subject_id == bindparam("subject_id"))
 _INSERT_ALERT = db.staff_alerts.insert()
-
-
-def on_watchlist(conn: Connection, subject_id: str) -> bool:
-    return conn.execute(_ON_WATCHLIST, {"subject_id": subject_id}).first() is not None
 
 
 def withdraw_unseen(conn: Connection, member_id: str) -> int:

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, event, exc, func, select
+from sqlalchemy import Connection, Engine, Table, bindparam, event, exc, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from retailface.services.shared.periodic import PeriodicWorker
@@ -124,6 +124,9 @@ def greatest(engine: Engine) -> Any:
     return func.max if engine.dialect.name == "sqlite" else func.greatest
 
 
+_ADVISORY_XACT_LOCK = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("lock_name"), 0)))
+
+
 def lock_key(conn: Connection, namespace: str, key: str) -> None:
     """Serialises the transactions that handle one idempotency key, until commit (PostgreSQL).
 
@@ -132,7 +135,7 @@ def lock_key(conn: Connection, namespace: str, key: str) -> None:
     statement sees what the first wrote. A hash collision only makes two keys wait for each other.
     """
     if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"{namespace}:{key}", 0))))
+        conn.execute(_ADVISORY_XACT_LOCK, {"lock_name": f"{namespace}:{key}"})
 
 
 def notify(conn: Connection, channel: str, payload: Mapping[str, Any]) -> None:

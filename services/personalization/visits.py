@@ -14,10 +14,10 @@ import datetime as dt
 import uuid
 import zoneinfo
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, exists, select, update
 
 from retailface.services.personalization import db, dialects, outbox
-from retailface.services.personalization.alerts import StaffAlerts, on_watchlist
+from retailface.services.personalization.alerts import StaffAlerts
 from retailface.services.personalization.base import Component, Resources, load_member, require_store, write_audit
 from retailface.services.personalization.domain import (
     CHANNEL_KINDS,
@@ -36,7 +36,12 @@ from retailface.services.shared.errors import InvalidArgument, NotFound
 
 PUSH_CHANNEL = "push"
 
-_VISIT_EVENT_EXISTS = select(db.visit_events.c.event_id).where(db.visit_events.c.event_id == bindparam("event_id"))
+# Whether the event was recorded already (its idempotency key) and whether its subject is on the watchlist:
+# one statement, one round trip to PostgreSQL (after the key's lock, so a replica that recorded it is seen).
+_SEEN_AND_WATCHLISTED = select(
+    exists().where(db.visit_events.c.event_id == bindparam("event_id")).label("seen"),
+    exists().where(db.watchlist.c.subject_id == bindparam("subject_id")).label("watchlisted"),
+)
 _OPEN_VISIT_OF_MEMBER, _OPEN_VISIT_OF_TRACK = (
     select(db.visits.c.visit_id)
     .where(
@@ -78,10 +83,13 @@ class Visits(Component):
         with db.write(self.engine) as conn:
             # Replicas handling the same event (a retried relay) take turns here; the later one sees it.
             dialects.lock_key(conn, "visit_event", event.event_id)
-            if conn.execute(_VISIT_EVENT_EXISTS, {"event_id": event.event_id}).first() is not None:
+            seen, watchlisted = conn.execute(
+                _SEEN_AND_WATCHLISTED, {"event_id": event.event_id, "subject_id": event.member_id}
+            ).one()
+            if seen:
                 return VisitResult(duplicate=True)
             require_store(conn, event.store_id)
-            watchlisted = bool(event.member_id) and on_watchlist(conn, event.member_id)
+            watchlisted = bool(event.member_id) and bool(watchlisted)
             member = self._identified_member(conn, event, watchlisted, result.notes)
             self._store_event(conn, event, member)
             if member is not None:
