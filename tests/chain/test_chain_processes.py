@@ -698,6 +698,8 @@ def test_an_erased_member_is_not_identified_on_the_next_frame_by_any_replica(cha
     before = CameraStream(camera, [[biden] * 3, [biden] * 3]).run()
     assert member_id in before.named() and not before.failed()
     vector = chain.embed(biden)
+    enrolled = max(chain.applied(instance) for instance in MATCHING)  # the replica that wrote it holds it
+    wait_until(lambda: min(chain.applied(instance) for instance in MATCHING) >= enrolled, 10, "every replica follows")
     for instance in MATCHING:
         assert chain.search(instance, vector, top_k=1).results[0].candidates[0].subject_id == member_id, instance
 
@@ -769,6 +771,10 @@ def test_postgres_restart_under_load_degrades_reconnects_and_loses_nothing(chain
 
     lane = CameraStream(chain.camera("lane-1"), until_back).start()
     wait_until(lambda: len(lane.results) >= 2, 30, "the lane camera streams")
+    # Every replica holds the enroll before the database goes (each follows by NOTIFY; a replica still behind
+    # when it goes could not catch up until it is back, and without min_sequence it would answer from before).
+    for instance in MATCHING:
+        wait_until(lambda instance=instance: chain.applied(instance) >= acknowledged, 10, f"{instance} follows")
     outage: dict[str, tuple[grpc.StatusCode, str]] = {}
     down_at = time.monotonic()
     chain.postgres.stop()
