@@ -54,8 +54,27 @@ _OPEN_VISIT_OF_MEMBER, _OPEN_VISIT_OF_TRACK = (
     .limit(1)
     for subject in (db.visits.c.member_id, db.visits.c.track_id)
 )
-_INSERT_VISIT = db.visits.insert()
-_INSERT_VISIT_EVENT = db.visit_events.insert()
+_VISIT_COLUMNS = ("visit_id", "store_id", "member_id", "track_id", "started_at", "ended_at")
+_EVENT_COLUMNS = (
+    "event_id",
+    "visit_id",
+    "type",
+    "store_id",
+    "camera_id",
+    "zone_id",
+    "lane_id",
+    "member_id",
+    "track_id",
+    "at",
+    "dwell_seconds",
+    "negative_fraction",
+    "emotion_seconds",
+)
+# Binds named for the row they fill ("visit_*", "event_*"): the two inserts share column names.
+_INSERT_VISIT = db.visits.insert().values({name: bindparam(f"visit_{name}") for name in _VISIT_COLUMNS})
+_INSERT_VISIT_EVENT = db.visit_events.insert().values({name: bindparam(f"event_{name}") for name in _EVENT_COLUMNS})
+# PostgreSQL: the visit an event opens goes in with the event (a data-modifying CTE), one round trip for both.
+_INSERT_VISIT_WITH_EVENT = _INSERT_VISIT_EVENT.add_cte(_INSERT_VISIT.cte("new_visit"))
 
 
 def in_quiet_hours(quiet: QuietHours | None, at: float) -> bool:
@@ -141,27 +160,38 @@ class Visits(Component):
 
     def _store_event(self, conn: Connection, event: VisitEvent, member: Member | None) -> None:
         member_id = member.member_id if member is not None else None
-        conn.execute(
-            _INSERT_VISIT_EVENT,
-            {
-                "event_id": event.event_id,
-                "visit_id": self._visit_for(conn, event, member_id),
-                "type": event.type,
-                "store_id": event.store_id,
-                "camera_id": event.camera_id,
-                "zone_id": event.zone_id,
-                "lane_id": event.lane_id,
-                "member_id": member_id,
-                "track_id": event.track_id,
-                "at": event.at,
-                "dwell_seconds": event.dwell_seconds,
-                "negative_fraction": event.negative_fraction,
-                "emotion_seconds": event.emotion_seconds,
-            },
-        )
+        visit_id, new_visit = self._visit_for(conn, event, member_id)
+        row = {
+            "event_id": event.event_id,
+            "visit_id": visit_id,
+            "type": event.type,
+            "store_id": event.store_id,
+            "camera_id": event.camera_id,
+            "zone_id": event.zone_id,
+            "lane_id": event.lane_id,
+            "member_id": member_id,
+            "track_id": event.track_id,
+            "at": event.at,
+            "dwell_seconds": event.dwell_seconds,
+            "negative_fraction": event.negative_fraction,
+            "emotion_seconds": event.emotion_seconds,
+        }
+        params = {f"event_{name}": value for name, value in row.items()}
+        if new_visit is None:
+            conn.execute(_INSERT_VISIT_EVENT, params)
+            return
+        params |= {f"visit_{name}": value for name, value in new_visit.items()}
+        if conn.dialect.name == "postgresql":
+            conn.execute(_INSERT_VISIT_WITH_EVENT, params)
+        else:
+            conn.execute(_INSERT_VISIT, params)
+            conn.execute(_INSERT_VISIT_EVENT, params)
 
-    def _visit_for(self, conn: Connection, event: VisitEvent, member_id: str | None) -> str | None:
-        """The open visit of the member (or track) that the event belongs to; an entry opens a new one."""
+    def _visit_for(
+        self, conn: Connection, event: VisitEvent, member_id: str | None
+    ) -> tuple[str | None, dict[str, object] | None]:
+        """The visit the event belongs to: the open visit of the member (or track), or a new one (its row, for the
+        caller to insert with the event) when the event is an entry or none is open."""
         if event.type != "entered" and (member_id or event.track_id):
             open_visit = conn.execute(
                 _OPEN_VISIT_OF_MEMBER if member_id else _OPEN_VISIT_OF_TRACK,
@@ -174,22 +204,18 @@ class Visits(Component):
             if open_visit is not None:
                 if event.type == "exited":
                     conn.execute(update(db.visits).where(db.visits.c.visit_id == open_visit).values(ended_at=event.at))
-                return str(open_visit)
+                return str(open_visit), None
         if event.type == "exited":
-            return None
+            return None, None
         visit_id = uuid.uuid4().hex
-        conn.execute(
-            _INSERT_VISIT,
-            {
-                "visit_id": visit_id,
-                "store_id": event.store_id,
-                "member_id": member_id,
-                "track_id": event.track_id,
-                "started_at": event.at,
-                "ended_at": None,
-            },
-        )
-        return visit_id
+        return visit_id, {
+            "visit_id": visit_id,
+            "store_id": event.store_id,
+            "member_id": member_id,
+            "track_id": event.track_id,
+            "started_at": event.at,
+            "ended_at": None,
+        }
 
     def _push_offers(self, conn: Connection, event: VisitEvent, member: Member, notes: list[str]) -> list[Offer]:
         """Offers for the member who just came in, queued for each of their notification channels."""
