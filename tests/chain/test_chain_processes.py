@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import cv2
 import grpc
 import numpy as np
 import pytest
+import store_scenario
 from postgres_server import PostgresServer
+from store_scenario import consenting_member, jpeg, stock_cart_offer
 
 from retailface.client import AdminClient, CameraClient, connect
 from retailface.client.connection import Connection
@@ -68,23 +69,9 @@ CAMERAS = {
 
 
 def video_frames(every: int, limit: int, start_seconds: float) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(testdata_path(VIDEO)))
-    capture.set(cv2.CAP_PROP_POS_MSEC, start_seconds * 1000)
-    frames, index = [], 0
-    while len(frames) < limit:
-        ok, image = capture.read()
-        if not ok:
-            break
-        if index % every == 0:
-            frames.append(image)
-        index += 1
-    capture.release()
+    frames = store_scenario.video_frames(VIDEO, every, limit, start_seconds)
     assert len(frames) == limit, f"{VIDEO} ended after {len(frames)} frames"
     return frames
-
-
-def jpeg(image: np.ndarray) -> bytes:
-    return bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
 
 
 def groups(frames: list[Any], size: int) -> list[list[Any]]:
@@ -98,18 +85,7 @@ def unit(vectors: np.ndarray) -> np.ndarray:
 
 def member_record(member_id: str, name: str) -> personalization_pb2.Member:
     """A member who consents to identification, offers and greetings, notified on the webhook channel."""
-    record = personalization_pb2.Member(member_id=member_id, display_name=name, home_store_id=STORE)
-    record.consent.policy_version = "2026-01"
-    record.consent.scopes.extend(
-        [
-            common_pb2.CONSENT_SCOPE_FACE_IDENTIFICATION,
-            common_pb2.CONSENT_SCOPE_PERSONALIZED_OFFERS,
-            common_pb2.CONSENT_SCOPE_STAFF_GREETING,
-        ]
-    )
-    record.consent.granted_at.GetCurrentTime()
-    record.preferences.allow_greeting = True
-    record.preferences.preferred_name = name
+    record = consenting_member(member_id, name, STORE)
     record.preferences.channels.append(personalization_pb2.NotificationChannel(kind="webhook", address=member_id))
     return record
 
@@ -365,25 +341,7 @@ def chain(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) ->
 def _stock_an_offer(chain: Chain) -> None:
     """An item the member left in an online cart, in stock at the store: an offer to push when she comes in."""
     stub, meta = chain.personalization("personalization-1"), chain.metadata("admin")
-    stub.UpsertProducts(
-        personalization_pb2.UpsertProductsRequest(
-            products=[personalization_pb2.Product(sku=SWEATER, name="Merino sweater", category="apparel", price=79.0)]
-        ),
-        metadata=meta,
-        timeout=30,
-    )
-    stub.SetInventory(
-        personalization_pb2.SetInventoryRequest(
-            items=[personalization_pb2.InventoryItem(store_id=STORE, sku=SWEATER, on_hand=50, aisle="7", shelf="B2")]
-        ),
-        metadata=meta,
-        timeout=30,
-    )
-    online = personalization_pb2.IngestOnlineEventsRequest()
-    for kind in (personalization_pb2.ONLINE_EVENT_TYPE_VIEWED, personalization_pb2.ONLINE_EVENT_TYPE_ABANDONED_CART):
-        event = online.events.add(event_id=f"chain-{kind}", member_id=MEMBER, type=kind, sku=SWEATER, session_id="s")
-        event.at.FromSeconds(int(time.time() - 3600))
-    stub.IngestOnlineEvents(online, metadata=meta, timeout=30)
+    stock_cart_offer(stub, meta, STORE, MEMBER, SWEATER, on_hand=50, event_prefix="chain")
 
 
 # ------------------------------------------------------------------ a camera streaming at the pipeline's pace

