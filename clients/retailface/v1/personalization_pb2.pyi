@@ -35,6 +35,19 @@ class FeedbackType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FEEDBACK_TYPE_UNLIKED_CATEGORY: _ClassVar[FeedbackType]
     FEEDBACK_TYPE_REDEEMED: _ClassVar[FeedbackType]
     FEEDBACK_TYPE_DISMISSED: _ClassVar[FeedbackType]
+
+class CameraRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CAMERA_ROLE_UNSPECIFIED: _ClassVar[CameraRole]
+    CAMERA_ROLE_ENTRANCE: _ClassVar[CameraRole]
+    CAMERA_ROLE_AISLE: _ClassVar[CameraRole]
+    CAMERA_ROLE_LANE: _ClassVar[CameraRole]
+
+class ErasureStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERASURE_STATUS_UNSPECIFIED: _ClassVar[ErasureStatus]
+    ERASURE_STATUS_PENDING: _ClassVar[ErasureStatus]
+    ERASURE_STATUS_COMPLETED: _ClassVar[ErasureStatus]
 VISIT_EVENT_TYPE_UNSPECIFIED: VisitEventType
 VISIT_EVENT_TYPE_ENTERED: VisitEventType
 VISIT_EVENT_TYPE_ZONE_DWELL: VisitEventType
@@ -51,6 +64,13 @@ FEEDBACK_TYPE_UNLIKED: FeedbackType
 FEEDBACK_TYPE_UNLIKED_CATEGORY: FeedbackType
 FEEDBACK_TYPE_REDEEMED: FeedbackType
 FEEDBACK_TYPE_DISMISSED: FeedbackType
+CAMERA_ROLE_UNSPECIFIED: CameraRole
+CAMERA_ROLE_ENTRANCE: CameraRole
+CAMERA_ROLE_AISLE: CameraRole
+CAMERA_ROLE_LANE: CameraRole
+ERASURE_STATUS_UNSPECIFIED: ErasureStatus
+ERASURE_STATUS_PENDING: ErasureStatus
+ERASURE_STATUS_COMPLETED: ErasureStatus
 
 class EmotionSummary(_message.Message):
     __slots__ = ("dominant", "negative_fraction", "seconds")
@@ -239,18 +259,20 @@ class IngestOnlineEventsResponse(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.ItemStatus, _Mapping]]] = ...) -> None: ...
 
 class OfferFeedback(_message.Message):
-    __slots__ = ("feedback_id", "member_id", "offer_id", "type", "at")
+    __slots__ = ("feedback_id", "member_id", "offer_id", "type", "at", "sku")
     FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     OFFER_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
     feedback_id: str
     member_id: str
     offer_id: str
     type: FeedbackType
     at: _timestamp_pb2.Timestamp
-    def __init__(self, feedback_id: _Optional[str] = ..., member_id: _Optional[str] = ..., offer_id: _Optional[str] = ..., type: _Optional[_Union[FeedbackType, str]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    sku: str
+    def __init__(self, feedback_id: _Optional[str] = ..., member_id: _Optional[str] = ..., offer_id: _Optional[str] = ..., type: _Optional[_Union[FeedbackType, str]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sku: _Optional[str] = ...) -> None: ...
 
 class FeedbackResponse(_message.Message):
     __slots__ = ()
@@ -482,14 +504,20 @@ class AcknowledgeAlertResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class AuditQuery(_message.Message):
-    __slots__ = ("member_id", "since", "limit")
+    __slots__ = ("member_id", "since", "limit", "actor", "action", "until")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     since: _timestamp_pb2.Timestamp
     limit: int
-    def __init__(self, member_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+    actor: str
+    action: str
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, member_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
     __slots__ = ("at", "actor", "action", "subject", "reason", "detail")
@@ -528,3 +556,399 @@ class VerifyAuditChainResponse(_message.Message):
     first_broken_id: int
     reason: str
     def __init__(self, rows_checked: _Optional[int] = ..., intact: _Optional[bool] = ..., first_broken_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Store(_message.Message):
+    __slots__ = ("store_id", "name", "timezone", "watchlist_enabled", "actor")
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    WATCHLIST_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    store_id: str
+    name: str
+    timezone: str
+    watchlist_enabled: bool
+    actor: str
+    def __init__(self, store_id: _Optional[str] = ..., name: _Optional[str] = ..., timezone: _Optional[str] = ..., watchlist_enabled: _Optional[bool] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class ListStoresRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListStoresResponse(_message.Message):
+    __slots__ = ("stores",)
+    STORES_FIELD_NUMBER: _ClassVar[int]
+    stores: _containers.RepeatedCompositeFieldContainer[Store]
+    def __init__(self, stores: _Optional[_Iterable[_Union[Store, _Mapping]]] = ...) -> None: ...
+
+class Camera(_message.Message):
+    __slots__ = ("camera_id", "store_id", "role", "zone_id", "lane_id", "actor")
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    LANE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    camera_id: str
+    store_id: str
+    role: CameraRole
+    zone_id: str
+    lane_id: str
+    actor: str
+    def __init__(self, camera_id: _Optional[str] = ..., store_id: _Optional[str] = ..., role: _Optional[_Union[CameraRole, str]] = ..., zone_id: _Optional[str] = ..., lane_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class RemoveCameraRequest(_message.Message):
+    __slots__ = ("camera_id", "actor")
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    camera_id: str
+    actor: str
+    def __init__(self, camera_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class RemoveCameraResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCamerasRequest(_message.Message):
+    __slots__ = ("store_id",)
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    store_id: str
+    def __init__(self, store_id: _Optional[str] = ...) -> None: ...
+
+class ListCamerasResponse(_message.Message):
+    __slots__ = ("cameras", "version")
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    cameras: _containers.RepeatedCompositeFieldContainer[Camera]
+    version: int
+    def __init__(self, cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class WatchlistEntry(_message.Message):
+    __slots__ = ("subject_id", "reason", "added_by", "added_at", "expires_at", "confirmed_by", "confirmed_at", "actor", "confirm")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ADDED_BY_FIELD_NUMBER: _ClassVar[int]
+    ADDED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_BY_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    reason: str
+    added_by: str
+    added_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    confirmed_by: str
+    confirmed_at: _timestamp_pb2.Timestamp
+    actor: str
+    confirm: bool
+    def __init__(self, subject_id: _Optional[str] = ..., reason: _Optional[str] = ..., added_by: _Optional[str] = ..., added_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirmed_by: _Optional[str] = ..., confirmed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., confirm: _Optional[bool] = ...) -> None: ...
+
+class RemoveWatchlistEntryRequest(_message.Message):
+    __slots__ = ("subject_id", "actor", "reason")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    actor: str
+    reason: str
+    def __init__(self, subject_id: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RemoveWatchlistEntryResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWatchlistRequest(_message.Message):
+    __slots__ = ("include_expired",)
+    INCLUDE_EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    include_expired: bool
+    def __init__(self, include_expired: _Optional[bool] = ...) -> None: ...
+
+class ListWatchlistResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[WatchlistEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[WatchlistEntry, _Mapping]]] = ...) -> None: ...
+
+class IssueMemberSignInRequest(_message.Message):
+    __slots__ = ("member_id", "actor", "ttl_seconds")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    actor: str
+    ttl_seconds: int
+    def __init__(self, member_id: _Optional[str] = ..., actor: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class IssueMemberSignInResponse(_message.Message):
+    __slots__ = ("code", "expires_at")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, code: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RedeemMemberSignInRequest(_message.Message):
+    __slots__ = ("code",)
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    def __init__(self, code: _Optional[str] = ...) -> None: ...
+
+class RedeemMemberSignInResponse(_message.Message):
+    __slots__ = ("member_id", "expires_at")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, member_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class MemberActivityRequest(_message.Message):
+    __slots__ = ("member_id", "limit")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    limit: int
+    def __init__(self, member_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class MemberVisit(_message.Message):
+    __slots__ = ("visit_id", "store_id", "started_at", "ended_at", "zones")
+    VISIT_ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    ZONES_FIELD_NUMBER: _ClassVar[int]
+    visit_id: str
+    store_id: str
+    started_at: _timestamp_pb2.Timestamp
+    ended_at: _timestamp_pb2.Timestamp
+    zones: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, visit_id: _Optional[str] = ..., store_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., zones: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PushedOffer(_message.Message):
+    __slots__ = ("offer_id", "sku", "product_name", "store_id", "pushed_at", "feedback")
+    OFFER_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_NAME_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    PUSHED_AT_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    offer_id: str
+    sku: str
+    product_name: str
+    store_id: str
+    pushed_at: _timestamp_pb2.Timestamp
+    feedback: str
+    def __init__(self, offer_id: _Optional[str] = ..., sku: _Optional[str] = ..., product_name: _Optional[str] = ..., store_id: _Optional[str] = ..., pushed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feedback: _Optional[str] = ...) -> None: ...
+
+class MemberActivity(_message.Message):
+    __slots__ = ("visits", "offers", "unliked_skus", "unliked_categories")
+    VISITS_FIELD_NUMBER: _ClassVar[int]
+    OFFERS_FIELD_NUMBER: _ClassVar[int]
+    UNLIKED_SKUS_FIELD_NUMBER: _ClassVar[int]
+    UNLIKED_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    visits: _containers.RepeatedCompositeFieldContainer[MemberVisit]
+    offers: _containers.RepeatedCompositeFieldContainer[PushedOffer]
+    unliked_skus: _containers.RepeatedScalarFieldContainer[str]
+    unliked_categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, visits: _Optional[_Iterable[_Union[MemberVisit, _Mapping]]] = ..., offers: _Optional[_Iterable[_Union[PushedOffer, _Mapping]]] = ..., unliked_skus: _Optional[_Iterable[str]] = ..., unliked_categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ExportMemberDataRequest(_message.Message):
+    __slots__ = ("member_id", "actor")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    actor: str
+    def __init__(self, member_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class ExportMemberDataResponse(_message.Message):
+    __slots__ = ("json_document",)
+    JSON_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    json_document: bytes
+    def __init__(self, json_document: _Optional[bytes] = ...) -> None: ...
+
+class ErasureRequest(_message.Message):
+    __slots__ = ("request_id", "member_ref", "member_id", "requested_by", "requested_at", "status", "completed_at", "completed_by", "templates_removed", "rows_removed")
+    class RowsRemovedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_REF_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_BY_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    ROWS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    member_ref: str
+    member_id: str
+    requested_by: str
+    requested_at: _timestamp_pb2.Timestamp
+    status: ErasureStatus
+    completed_at: _timestamp_pb2.Timestamp
+    completed_by: str
+    templates_removed: int
+    rows_removed: _containers.ScalarMap[str, int]
+    def __init__(self, request_id: _Optional[str] = ..., member_ref: _Optional[str] = ..., member_id: _Optional[str] = ..., requested_by: _Optional[str] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[ErasureStatus, str]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_by: _Optional[str] = ..., templates_removed: _Optional[int] = ..., rows_removed: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class RequestErasureRequest(_message.Message):
+    __slots__ = ("member_id", "actor", "reason")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    actor: str
+    reason: str
+    def __init__(self, member_id: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListErasureRequestsRequest(_message.Message):
+    __slots__ = ("status", "limit")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    status: ErasureStatus
+    limit: int
+    def __init__(self, status: _Optional[_Union[ErasureStatus, str]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListErasureRequestsResponse(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[ErasureRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[ErasureRequest, _Mapping]]] = ...) -> None: ...
+
+class CompleteErasureRequest(_message.Message):
+    __slots__ = ("request_id", "member_id", "actor", "templates_removed", "rows_removed")
+    class RowsRemovedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    ROWS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    member_id: str
+    actor: str
+    templates_removed: int
+    rows_removed: _containers.ScalarMap[str, int]
+    def __init__(self, request_id: _Optional[str] = ..., member_id: _Optional[str] = ..., actor: _Optional[str] = ..., templates_removed: _Optional[int] = ..., rows_removed: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class ConsentHistoryRequest(_message.Message):
+    __slots__ = ("member_id",)
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    def __init__(self, member_id: _Optional[str] = ...) -> None: ...
+
+class ConsentChange(_message.Message):
+    __slots__ = ("at", "action", "scopes", "policy_version", "source", "actor", "reason")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    at: _timestamp_pb2.Timestamp
+    action: str
+    scopes: _containers.RepeatedScalarFieldContainer[_common_pb2.ConsentScope]
+    policy_version: str
+    source: str
+    actor: str
+    reason: str
+    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., action: _Optional[str] = ..., scopes: _Optional[_Iterable[_Union[_common_pb2.ConsentScope, str]]] = ..., policy_version: _Optional[str] = ..., source: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ConsentHistoryResponse(_message.Message):
+    __slots__ = ("changes",)
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[ConsentChange]
+    def __init__(self, changes: _Optional[_Iterable[_Union[ConsentChange, _Mapping]]] = ...) -> None: ...
+
+class StoreAnalyticsRequest(_message.Message):
+    __slots__ = ("store_id", "since", "until")
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    store_id: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, store_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class HourCount(_message.Message):
+    __slots__ = ("hour", "visits", "anonymous_shoppers")
+    HOUR_FIELD_NUMBER: _ClassVar[int]
+    VISITS_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_SHOPPERS_FIELD_NUMBER: _ClassVar[int]
+    hour: _timestamp_pb2.Timestamp
+    visits: int
+    anonymous_shoppers: int
+    def __init__(self, hour: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., visits: _Optional[int] = ..., anonymous_shoppers: _Optional[int] = ...) -> None: ...
+
+class ZoneDwell(_message.Message):
+    __slots__ = ("zone_id", "events", "mean_dwell_seconds", "p90_dwell_seconds")
+    ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_DWELL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P90_DWELL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    zone_id: str
+    events: int
+    mean_dwell_seconds: float
+    p90_dwell_seconds: float
+    def __init__(self, zone_id: _Optional[str] = ..., events: _Optional[int] = ..., mean_dwell_seconds: _Optional[float] = ..., p90_dwell_seconds: _Optional[float] = ...) -> None: ...
+
+class DemographicCount(_message.Message):
+    __slots__ = ("age_band", "gender", "shoppers")
+    AGE_BAND_FIELD_NUMBER: _ClassVar[int]
+    GENDER_FIELD_NUMBER: _ClassVar[int]
+    SHOPPERS_FIELD_NUMBER: _ClassVar[int]
+    age_band: str
+    gender: _common_pb2.Gender
+    shoppers: int
+    def __init__(self, age_band: _Optional[str] = ..., gender: _Optional[_Union[_common_pb2.Gender, str]] = ..., shoppers: _Optional[int] = ...) -> None: ...
+
+class LaneSentiment(_message.Message):
+    __slots__ = ("lane_id", "checkouts", "mean_negative", "dissatisfaction_alerts")
+    LANE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKOUTS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_NEGATIVE_FIELD_NUMBER: _ClassVar[int]
+    DISSATISFACTION_ALERTS_FIELD_NUMBER: _ClassVar[int]
+    lane_id: str
+    checkouts: int
+    mean_negative: float
+    dissatisfaction_alerts: int
+    def __init__(self, lane_id: _Optional[str] = ..., checkouts: _Optional[int] = ..., mean_negative: _Optional[float] = ..., dissatisfaction_alerts: _Optional[int] = ...) -> None: ...
+
+class OfferCounts(_message.Message):
+    __slots__ = ("pushed", "redeemed", "unliked")
+    PUSHED_FIELD_NUMBER: _ClassVar[int]
+    REDEEMED_FIELD_NUMBER: _ClassVar[int]
+    UNLIKED_FIELD_NUMBER: _ClassVar[int]
+    pushed: int
+    redeemed: int
+    unliked: int
+    def __init__(self, pushed: _Optional[int] = ..., redeemed: _Optional[int] = ..., unliked: _Optional[int] = ...) -> None: ...
+
+class StoreAnalytics(_message.Message):
+    __slots__ = ("store_id", "hours", "zones", "demographics", "lanes", "offers")
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    HOURS_FIELD_NUMBER: _ClassVar[int]
+    ZONES_FIELD_NUMBER: _ClassVar[int]
+    DEMOGRAPHICS_FIELD_NUMBER: _ClassVar[int]
+    LANES_FIELD_NUMBER: _ClassVar[int]
+    OFFERS_FIELD_NUMBER: _ClassVar[int]
+    store_id: str
+    hours: _containers.RepeatedCompositeFieldContainer[HourCount]
+    zones: _containers.RepeatedCompositeFieldContainer[ZoneDwell]
+    demographics: _containers.RepeatedCompositeFieldContainer[DemographicCount]
+    lanes: _containers.RepeatedCompositeFieldContainer[LaneSentiment]
+    offers: OfferCounts
+    def __init__(self, store_id: _Optional[str] = ..., hours: _Optional[_Iterable[_Union[HourCount, _Mapping]]] = ..., zones: _Optional[_Iterable[_Union[ZoneDwell, _Mapping]]] = ..., demographics: _Optional[_Iterable[_Union[DemographicCount, _Mapping]]] = ..., lanes: _Optional[_Iterable[_Union[LaneSentiment, _Mapping]]] = ..., offers: _Optional[_Union[OfferCounts, _Mapping]] = ...) -> None: ...

@@ -135,6 +135,91 @@ class PersonalizationServiceStub:
                 request_serializer=retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainRequest.SerializeToString,
                 response_deserializer=retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainResponse.FromString,
                 _registered_method=True)
+        self.UpsertStore = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/UpsertStore',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.Store.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.Store.FromString,
+                _registered_method=True)
+        self.ListStores = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/ListStores',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.ListStoresRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.ListStoresResponse.FromString,
+                _registered_method=True)
+        self.RegisterCamera = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/RegisterCamera',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.Camera.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.Camera.FromString,
+                _registered_method=True)
+        self.RemoveCamera = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/RemoveCamera',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.RemoveCameraRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.RemoveCameraResponse.FromString,
+                _registered_method=True)
+        self.ListCameras = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/ListCameras',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.ListCamerasRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.ListCamerasResponse.FromString,
+                _registered_method=True)
+        self.UpsertWatchlistEntry = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/UpsertWatchlistEntry',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.WatchlistEntry.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.WatchlistEntry.FromString,
+                _registered_method=True)
+        self.RemoveWatchlistEntry = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/RemoveWatchlistEntry',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.RemoveWatchlistEntryRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.RemoveWatchlistEntryResponse.FromString,
+                _registered_method=True)
+        self.ListWatchlist = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/ListWatchlist',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.ListWatchlistRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.ListWatchlistResponse.FromString,
+                _registered_method=True)
+        self.IssueMemberSignIn = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/IssueMemberSignIn',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.IssueMemberSignInRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.IssueMemberSignInResponse.FromString,
+                _registered_method=True)
+        self.RedeemMemberSignIn = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/RedeemMemberSignIn',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.RedeemMemberSignInRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.RedeemMemberSignInResponse.FromString,
+                _registered_method=True)
+        self.GetMemberActivity = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/GetMemberActivity',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.MemberActivityRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.MemberActivity.FromString,
+                _registered_method=True)
+        self.ExportMemberData = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/ExportMemberData',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.ExportMemberDataRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.ExportMemberDataResponse.FromString,
+                _registered_method=True)
+        self.RequestErasure = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/RequestErasure',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.RequestErasureRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.ErasureRequest.FromString,
+                _registered_method=True)
+        self.ListConsentHistory = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/ListConsentHistory',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.ConsentHistoryRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.ConsentHistoryResponse.FromString,
+                _registered_method=True)
+        self.ListErasureRequests = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/ListErasureRequests',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.ListErasureRequestsRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.ListErasureRequestsResponse.FromString,
+                _registered_method=True)
+        self.CompleteErasure = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/CompleteErasure',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.CompleteErasureRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.ErasureRequest.FromString,
+                _registered_method=True)
+        self.GetStoreAnalytics = channel.unary_unary(
+                '/retailface.v1.PersonalizationService/GetStoreAnalytics',
+                request_serializer=retailface_dot_v1_dot_personalization__pb2.StoreAnalyticsRequest.SerializeToString,
+                response_deserializer=retailface_dot_v1_dot_personalization__pb2.StoreAnalytics.FromString,
+                _registered_method=True)
 
 
 class PersonalizationServiceServicer:
@@ -267,6 +352,113 @@ class PersonalizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertStore(self, request, context):
+        """Stores, cameras and the watchlist (admin; each change audited). The gateway reads the cameras.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStores(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterCamera(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveCamera(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCameras(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertWatchlistEntry(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveWatchlistEntry(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWatchlist(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueMemberSignIn(self, request, context):
+        """Member self-service (the member portal): single-use sign-in codes, and what the store holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeemMemberSignIn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMemberActivity(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportMemberData(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestErasure(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConsentHistory(self, request, context):
+        """Privacy office: consent history and erasure requests with their receipts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListErasureRequests(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteErasure(self, request, context):
+        """Records the receipt of an erasure the gateway carried out (templates and rows removed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStoreAnalytics(self, request, context):
+        """Store analytics: aggregates only, nothing biometric and nothing per person.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersonalizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -369,6 +561,91 @@ def add_PersonalizationServiceServicer_to_server(servicer, server):
                     servicer.VerifyAuditChain,
                     request_deserializer=retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainRequest.FromString,
                     response_serializer=retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainResponse.SerializeToString,
+            ),
+            'UpsertStore': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertStore,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.Store.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.Store.SerializeToString,
+            ),
+            'ListStores': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStores,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.ListStoresRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.ListStoresResponse.SerializeToString,
+            ),
+            'RegisterCamera': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterCamera,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.Camera.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.Camera.SerializeToString,
+            ),
+            'RemoveCamera': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveCamera,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.RemoveCameraRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.RemoveCameraResponse.SerializeToString,
+            ),
+            'ListCameras': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCameras,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.ListCamerasRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.ListCamerasResponse.SerializeToString,
+            ),
+            'UpsertWatchlistEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertWatchlistEntry,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.WatchlistEntry.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.WatchlistEntry.SerializeToString,
+            ),
+            'RemoveWatchlistEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveWatchlistEntry,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.RemoveWatchlistEntryRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.RemoveWatchlistEntryResponse.SerializeToString,
+            ),
+            'ListWatchlist': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWatchlist,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.ListWatchlistRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.ListWatchlistResponse.SerializeToString,
+            ),
+            'IssueMemberSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueMemberSignIn,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.IssueMemberSignInRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.IssueMemberSignInResponse.SerializeToString,
+            ),
+            'RedeemMemberSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeemMemberSignIn,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.RedeemMemberSignInRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.RedeemMemberSignInResponse.SerializeToString,
+            ),
+            'GetMemberActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMemberActivity,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.MemberActivityRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.MemberActivity.SerializeToString,
+            ),
+            'ExportMemberData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportMemberData,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.ExportMemberDataRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.ExportMemberDataResponse.SerializeToString,
+            ),
+            'RequestErasure': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestErasure,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.RequestErasureRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.ErasureRequest.SerializeToString,
+            ),
+            'ListConsentHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConsentHistory,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.ConsentHistoryRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.ConsentHistoryResponse.SerializeToString,
+            ),
+            'ListErasureRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListErasureRequests,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.ListErasureRequestsRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.ListErasureRequestsResponse.SerializeToString,
+            ),
+            'CompleteErasure': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteErasure,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.CompleteErasureRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.ErasureRequest.SerializeToString,
+            ),
+            'GetStoreAnalytics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStoreAnalytics,
+                    request_deserializer=retailface_dot_v1_dot_personalization__pb2.StoreAnalyticsRequest.FromString,
+                    response_serializer=retailface_dot_v1_dot_personalization__pb2.StoreAnalytics.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -911,6 +1188,465 @@ class PersonalizationService:
             '/retailface.v1.PersonalizationService/VerifyAuditChain',
             retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainRequest.SerializeToString,
             retailface_dot_v1_dot_personalization__pb2.VerifyAuditChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/UpsertStore',
+            retailface_dot_v1_dot_personalization__pb2.Store.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.Store.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStores(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/ListStores',
+            retailface_dot_v1_dot_personalization__pb2.ListStoresRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.ListStoresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterCamera(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/RegisterCamera',
+            retailface_dot_v1_dot_personalization__pb2.Camera.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.Camera.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveCamera(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/RemoveCamera',
+            retailface_dot_v1_dot_personalization__pb2.RemoveCameraRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.RemoveCameraResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCameras(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/ListCameras',
+            retailface_dot_v1_dot_personalization__pb2.ListCamerasRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.ListCamerasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertWatchlistEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/UpsertWatchlistEntry',
+            retailface_dot_v1_dot_personalization__pb2.WatchlistEntry.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.WatchlistEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveWatchlistEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/RemoveWatchlistEntry',
+            retailface_dot_v1_dot_personalization__pb2.RemoveWatchlistEntryRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.RemoveWatchlistEntryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWatchlist(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/ListWatchlist',
+            retailface_dot_v1_dot_personalization__pb2.ListWatchlistRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.ListWatchlistResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueMemberSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/IssueMemberSignIn',
+            retailface_dot_v1_dot_personalization__pb2.IssueMemberSignInRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.IssueMemberSignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeemMemberSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/RedeemMemberSignIn',
+            retailface_dot_v1_dot_personalization__pb2.RedeemMemberSignInRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.RedeemMemberSignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMemberActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/GetMemberActivity',
+            retailface_dot_v1_dot_personalization__pb2.MemberActivityRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.MemberActivity.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportMemberData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/ExportMemberData',
+            retailface_dot_v1_dot_personalization__pb2.ExportMemberDataRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.ExportMemberDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestErasure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/RequestErasure',
+            retailface_dot_v1_dot_personalization__pb2.RequestErasureRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.ErasureRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConsentHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/ListConsentHistory',
+            retailface_dot_v1_dot_personalization__pb2.ConsentHistoryRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.ConsentHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListErasureRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/ListErasureRequests',
+            retailface_dot_v1_dot_personalization__pb2.ListErasureRequestsRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.ListErasureRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteErasure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/CompleteErasure',
+            retailface_dot_v1_dot_personalization__pb2.CompleteErasureRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.ErasureRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStoreAnalytics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retailface.v1.PersonalizationService/GetStoreAnalytics',
+            retailface_dot_v1_dot_personalization__pb2.StoreAnalyticsRequest.SerializeToString,
+            retailface_dot_v1_dot_personalization__pb2.StoreAnalytics.FromString,
             options,
             channel_credentials,
             insecure,
