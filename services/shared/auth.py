@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,24 @@ class Principal:
 
     def may_act_for(self, store_id: str) -> bool:
         return not self.stores or store_id in self.stores
+
+
+# The caller of the RPC being served (set by the bootstrap's interceptor for the call's duration).
+_CALLER: ContextVar[Principal | None] = ContextVar("retailface_caller", default=None)
+
+
+def current_caller() -> Principal | None:
+    """Who is calling the RPC this thread serves; None outside an authenticated call."""
+    return _CALLER.get()
+
+
+def bind_caller(principal: Principal | None) -> object:
+    """Sets the caller for the current call; returns the token `unbind_caller` takes."""
+    return _CALLER.set(principal)
+
+
+def unbind_caller(token: object) -> None:
+    _CALLER.reset(token)  # type: ignore[arg-type]
 
 
 class TokenStore:
