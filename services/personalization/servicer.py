@@ -23,6 +23,8 @@ from retailface.services.personalization.converters import (
     time_from_proto,
 )
 from retailface.services.personalization.service import Personalization
+from retailface.services.personalization.servicer_admin import ADMIN_METHOD_ROLES, AdminRpcs
+from retailface.services.personalization.servicer_portal import PORTAL_METHOD_ROLES, PortalRpcs
 from retailface.services.shared.metrics import stage_timer
 from retailface.v1 import common_pb2, personalization_pb2, personalization_pb2_grpc
 
@@ -55,6 +57,8 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "AcknowledgeAlert": ROLES_STAFF,
     "QueryAudit": ROLES_ADMIN,
     "VerifyAuditChain": ROLES_ADMIN,
+    **ADMIN_METHOD_ROLES,
+    **PORTAL_METHOD_ROLES,
 }
 
 
@@ -64,7 +68,7 @@ def _caller(actor: str = "") -> str:
     return f"{role}:{actor}" if actor and role else actor or str(role or "unknown")
 
 
-class PersonalizationServicer(personalization_pb2_grpc.PersonalizationServiceServicer):
+class PersonalizationServicer(AdminRpcs, PortalRpcs, personalization_pb2_grpc.PersonalizationServiceServicer):
     def __init__(self, personalization: Personalization, poll_seconds: float = 0.5) -> None:
         self.personalization = personalization
         self._poll_seconds = poll_seconds
