@@ -193,17 +193,19 @@ class EnrollMemberResponse(_message.Message):
     def __init__(self, member_id: _Optional[str] = ..., templates_added: _Optional[int] = ..., photos: _Optional[_Iterable[_Union[PhotoResult, _Mapping]]] = ...) -> None: ...
 
 class EraseMemberRequest(_message.Message):
-    __slots__ = ("member_id", "actor", "reason")
+    __slots__ = ("member_id", "actor", "reason", "request_id")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     actor: str
     reason: str
-    def __init__(self, member_id: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, member_id: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class EraseMemberResponse(_message.Message):
-    __slots__ = ("templates_removed", "rows_removed")
+    __slots__ = ("templates_removed", "rows_removed", "receipt")
     class RowsRemovedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +215,8 @@ class EraseMemberResponse(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     TEMPLATES_REMOVED_FIELD_NUMBER: _ClassVar[int]
     ROWS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     templates_removed: int
     rows_removed: _containers.ScalarMap[str, int]
-    def __init__(self, templates_removed: _Optional[int] = ..., rows_removed: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    receipt: _personalization_pb2.ErasureRequest
+    def __init__(self, templates_removed: _Optional[int] = ..., rows_removed: _Optional[_Mapping[str, int]] = ..., receipt: _Optional[_Union[_personalization_pb2.ErasureRequest, _Mapping]] = ...) -> None: ...
