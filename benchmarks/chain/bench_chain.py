@@ -14,9 +14,10 @@ as 3 replicas (processes started like their containers, devtools/localstack.py) 
 4. `replica_cold_start_s_100k`, `replica_cold_start_s_1m`: a gallery of that many templates (half a
    million subjects at 1M) written as the service snapshots it, plus a log of 1,000 enrolls after the
    snapshot; seconds from starting a matching process to its health check answering SERVING.
-5. `pg_get_offers_p99_ms`, `pg_record_visit_p99_ms`: bench-offers' workload and data, on PostgreSQL
-   (benchmarks/offers/bench_offers.py --db-url), and the 2 personalization replicas' share of it is
-   covered by the process tests (tests/chain).
+5. `pg_get_offers_p99_ms`, `pg_record_visit_p99_ms`: bench-offers' workload and data, on PostgreSQL,
+   served by 2 personalization processes that a round_robin channel spreads the calls over
+   (benchmarks/offers/bench_offers.py --db-url URL --replicas 2); `sqlite_*`: the same workload on
+   SQLite's one in-process service, right after, as the peer.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from retailface.v1 import common_pb2, matching_pb2, matching_pb2_grpc
 DIM = 128
 MODEL = ModelIdentity("sface", "2021dec", DIM)
 REPLICAS = 3
+PERSONALIZATION_REPLICAS = 2
 OFFERS = Path(__file__).resolve().parents[1] / "offers" / "bench_offers.py"
 
 
@@ -368,8 +370,9 @@ def rss_of(pid: int) -> float:
 # ---------------------------------------------------------------- 5: offers on PostgreSQL
 
 
-def run_offers(args: argparse.Namespace, db_url: str = "") -> dict[str, Any]:
-    command = [sys.executable, str(OFFERS), "--offers", str(args.offers)] + (["--db-url", db_url] if db_url else [])
+def run_offers(args: argparse.Namespace, db_url: str = "", replicas: int = 0) -> dict[str, Any]:
+    command = [sys.executable, str(OFFERS), "--offers", str(args.offers), "--replicas", str(replicas)]
+    command += ["--db-url", db_url] if db_url else []
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bench_offers failed:\n{done.stderr[-3000:]}")
@@ -377,10 +380,11 @@ def run_offers(args: argparse.Namespace, db_url: str = "") -> dict[str, Any]:
 
 
 def offers_on_postgres(server: PostgresServer, args: argparse.Namespace) -> dict[str, Any]:
-    """bench-offers on PostgreSQL, then on SQLite in the same run (the peer, on the same host state)."""
+    """bench-offers on PostgreSQL through 2 service replicas, then on SQLite's one in-process service in the same
+    run (the peer, on the same host state)."""
     name = server.create_database("chain_offers")
-    progress("bench-offers' workload on PostgreSQL (generating the full data set first)")
-    measured = run_offers(args, server.url(name))
+    progress(f"bench-offers' workload on PostgreSQL, {PERSONALIZATION_REPLICAS} replicas (full data set first)")
+    measured = run_offers(args, server.url(name), PERSONALIZATION_REPLICAS)
     progress("the same on SQLite, side by side")
     sqlite = run_offers(args)
     return {
@@ -420,7 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = PostgresServer(durable=True)
     server.start()
-    result: dict[str, Any] = {"replicas": REPLICAS, "postgresql": "durable (fsync on)", "cpus": os.cpu_count()}
+    result: dict[str, Any] = {
+        "replicas": REPLICAS,
+        "personalization_replicas": PERSONALIZATION_REPLICAS,
+        "postgresql": "durable (fsync on)",
+        "cpus": os.cpu_count(),
+    }
     try:
         with tempfile.TemporaryDirectory(prefix="bench-chain-") as tmp:
             root = Path(tmp)

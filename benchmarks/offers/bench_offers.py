@@ -6,6 +6,9 @@
 2. Starts PersonalizationService with the shared bootstrap (auth interceptor, metrics, outbox worker
    with the log channel, model trained at start-up) on a loopback port, and calls it over gRPC
    from the same process (client and server share the 2 cores and the GIL: a conservative setup).
+   With --replicas N it starts N service processes on the database instead (as the local stack and
+   the containers run them) and spreads the calls over them with gRPC's round_robin, as the gateway
+   does: `make bench-chain` measures PostgreSQL this way, with 2 replicas.
 3. Measures, sequentially with one client:
    - GetOffers latency (random members and stores, contexts app/kiosk/entrance),
    - RecordVisitEvent latency (entries that push offers, raise greetings and queue notifications;
@@ -21,6 +24,8 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -28,6 +33,7 @@ import numpy as np
 from sqlalchemy import select
 
 from retailface.devtools import synthetic
+from retailface.devtools.localstack import LocalStack, Runtime, free_port
 from retailface.services.personalization import app, db, settings
 from retailface.services.shared import config as config_module
 from retailface.services.shared import logging as logging_module
@@ -45,6 +51,53 @@ def percentile_ms(samples: list[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(samples) * 1000.0, q)), 3)
 
 
+@contextmanager
+def serving(args: argparse.Namespace, url: str, workdir: Path) -> Iterator[tuple[str, str, float]]:
+    """The service on `url`, in this process or as --replicas processes: (gRPC target, token, startup s)."""
+    started = time.perf_counter()
+    if args.replicas:
+        runtime = Runtime(workdir / "stack")
+        runtime.prepare()
+        instances = [f"personalization-{n}" for n in range(1, args.replicas + 1)]
+        ports = {name: free_port() for name in ("personalization", "personalization-metrics")}
+        ports |= {name: free_port() for instance in instances for name in (instance, f"{instance}-metrics")}
+        env = {
+            "RETAILFACE_PERSONALIZATION_DB_URL": url,
+            "RETAILFACE_PERSONALIZATION_MODEL_REFRESH_SECONDS": "0",
+            "RETAILFACE_LOG_LEVEL": "warning",
+        }
+        stack = LocalStack(runtime, ports, {"personalization": env}, {"personalization": args.replicas})
+        try:
+            stack.start_all(("personalization",))
+            progress(f"{args.replicas} replicas serving after {time.perf_counter() - started:.1f}s")
+            target = "ipv4:" + ",".join(f"127.0.0.1:{stack.ports[name]}" for name in stack.instances("personalization"))
+            yield target, runtime.tokens["service"], time.perf_counter() - started
+        finally:
+            stack.stop_all()
+        return
+    tokens = workdir / "tokens.json"
+    tokens.write_text(json.dumps({"service": [TOKEN]}))
+    cfg = config_module.load(
+        "personalization",
+        settings.SETTINGS,
+        argv=[],
+        environ={
+            "RETAILFACE_INSECURE": "true",
+            "RETAILFACE_PORT": "0",
+            "RETAILFACE_METRICS_PORT": "0",
+            "RETAILFACE_AUTH_TOKENS_FILE": str(tokens),
+            "RETAILFACE_PERSONALIZATION_DB_URL": url,
+            "RETAILFACE_PERSONALIZATION_MODEL_REFRESH_SECONDS": "0",
+        },
+    )
+    running = start("personalization", app.build(cfg), cfg)
+    progress(f"serving on port {running.port} after {time.perf_counter() - started:.1f}s")
+    try:
+        yield f"127.0.0.1:{running.port}", TOKEN, time.perf_counter() - started
+    finally:
+        running.shutdown(grace=2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=sorted(synthetic.SCALES), default="full")
@@ -55,6 +108,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="keep the database here (default: temporary)")
     parser.add_argument(
         "--db-url", default="", help="an empty database to use instead of SQLite (bench-chain: PostgreSQL)"
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=0, help="serve from this many service processes (0: one, in this process)"
     )
     args = parser.parse_args()
     logging_module.configure("personalization", "warning", "console")
@@ -81,35 +137,19 @@ def main() -> int:
         generate_seconds = time.perf_counter() - started
         progress(f"generated in {generate_seconds:.1f}s: {json.dumps(counts)}")
 
-        tokens = workdir / "tokens.json"
-        tokens.write_text(json.dumps({"service": [TOKEN]}))
-        cfg = config_module.load(
-            "personalization",
-            settings.SETTINGS,
-            argv=[],
-            environ={
-                "RETAILFACE_INSECURE": "true",
-                "RETAILFACE_PORT": "0",
-                "RETAILFACE_METRICS_PORT": "0",
-                "RETAILFACE_AUTH_TOKENS_FILE": str(tokens),
-                "RETAILFACE_PERSONALIZATION_DB_URL": url,
-                "RETAILFACE_PERSONALIZATION_MODEL_REFRESH_SECONDS": "0",
-            },
-        )
         progress("starting the service (migrations, catalog, model training)")
-        started = time.perf_counter()
-        running = start("personalization", app.build(cfg), cfg)
-        startup_seconds = time.perf_counter() - started
-        progress(f"serving on port {running.port} after {startup_seconds:.1f}s")
-        metadata = (("authorization", f"Bearer {TOKEN}"),)
         rng = random.Random(args.seed)
         members = [f"m{n:05d}" for n in range(1, counts["members"] + 1)]
         stores = [f"store-{n:02d}" for n in range(1, counts["stores"] + 1)]
-        with db.read(running.registration.servicer.personalization.engine) as conn:  # type: ignore[attr-defined]
+        engine = db.open_engine(url)
+        with db.read(engine) as conn:
             skus = list(conn.execute(select(db.products.c.sku).where(db.products.c.sensitive.is_(False))).scalars())
+        engine.dispose()
 
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        with serving(args, url, workdir) as (target, token, startup_seconds):
+            metadata = (("authorization", f"Bearer {token}"),)
+            options = [("grpc.lb_policy_name", "round_robin")]
+            with grpc.insecure_channel(target, options=options) as channel:
                 stub = personalization_pb2_grpc.PersonalizationServiceStub(channel)
 
                 progress("warming up")
@@ -199,11 +239,10 @@ def main() -> int:
                 for batch in batches:
                     accepted += stub.IngestOnlineEvents(batch, metadata=metadata, timeout=60).accepted
                 ingest_seconds = time.perf_counter() - t0
-        finally:
-            running.shutdown(grace=2)
 
     result = {
         "database": url.split(":", 1)[0],
+        "service_processes": args.replicas or "in-process",
         "members": counts["members"],
         "products": counts["products"],
         "transaction_lines": counts["transaction_lines"],
