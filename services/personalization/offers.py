@@ -180,10 +180,14 @@ class Offers(Component):
         with db.write(self.engine) as conn:
             require_store(conn, store_id)
             member = load_member(conn, member_id, lock=True)  # frequency caps: see base.find_member
+            allowed = member.consent.allows(SCOPE_PERSONALIZED_OFFERS)
+            offers = []
+            if allowed:
+                offers = self.for_member(conn, member, store_id, channel, self.limit_for(member, limit), now)
+            # Last: the audit chain's head row stays locked from here to the commit only, not while ranking.
             write_audit(conn, actor, "read", member_id, "offers", now, store_id=store_id, context=channel)
-            if not member.consent.allows(SCOPE_PERSONALIZED_OFFERS):
-                return OffersResult(notes=[f"no consent for {SCOPE_PERSONALIZED_OFFERS}: no personalized offers"])
-            offers = self.for_member(conn, member, store_id, channel, self.limit_for(member, limit), now)
+        if not allowed:
+            return OffersResult(notes=[f"no consent for {SCOPE_PERSONALIZED_OFFERS}: no personalized offers"])
         return OffersResult(offers, [] if offers else [NOTHING_PASSES])
 
     def limit_for(self, member: Member, requested: int) -> int:
