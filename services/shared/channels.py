@@ -1,5 +1,8 @@
 """Channels to other services: TLS/mTLS, the service's bearer token, request-id propagation,
-message limits and retries of UNAVAILABLE with backoff (gRPC's own retry policy)."""
+message limits and retries of UNAVAILABLE with backoff (gRPC's own retry policy).
+
+The token file and the TLS files are checked for changes every RETAILFACE_CREDENTIALS_POLL_SECONDS (on a
+call): a rotated token goes out with the next call, rotated certificates are used by the next connection."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from retailface.client.connection import MetadataInterceptor
+from retailface.client.connection import ChannelTls, FileToken, MetadataInterceptor, ReloadingChannel
 from retailface.services.shared.config import ServiceConfig
 from retailface.services.shared.logging import current_request_id
 
@@ -45,8 +48,10 @@ def authority_options(target: str) -> list[tuple[str, Any]]:
 
 def open_channel(target: str, cfg: ServiceConfig, token: str | None = None) -> grpc.Channel:
     """A channel to another RetailFace service, secured like this service is."""
+    poll = float(cfg.get("RETAILFACE_CREDENTIALS_POLL_SECONDS"))
+    source: str | FileToken | None = token
     if token is None and cfg.get("RETAILFACE_SERVICE_TOKEN_FILE") is not None:
-        token = cfg.get("RETAILFACE_SERVICE_TOKEN_FILE").read_text().strip()
+        source = FileToken(cfg.get("RETAILFACE_SERVICE_TOKEN_FILE"), check_seconds=poll)
     max_bytes = int(cfg.get("RETAILFACE_MAX_MESSAGE_MB")) * 1024 * 1024
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", max_bytes),
@@ -55,15 +60,10 @@ def open_channel(target: str, cfg: ServiceConfig, token: str | None = None) -> g
         ("grpc.service_config", RETRY_SERVICE_CONFIG),
         *authority_options(target),
     ]
+    channel: grpc.Channel
     if cfg.get("RETAILFACE_INSECURE") and cfg.get("RETAILFACE_TLS_CA") is None:
         channel = grpc.insecure_channel(target, options=options)
     else:
-        ca = cfg.get("RETAILFACE_TLS_CA")
-        cert, key = cfg.get("RETAILFACE_TLS_CERT"), cfg.get("RETAILFACE_TLS_KEY")
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=ca.read_bytes() if ca else None,
-            private_key=key.read_bytes() if key else None,
-            certificate_chain=cert.read_bytes() if cert else None,
-        )
-        channel = grpc.secure_channel(target, credentials, options=options)
-    return grpc.intercept_channel(channel, MetadataInterceptor(token, current_request_id))
+        tls = ChannelTls(cfg.get("RETAILFACE_TLS_CA"), cfg.get("RETAILFACE_TLS_CERT"), cfg.get("RETAILFACE_TLS_KEY"))
+        channel = ReloadingChannel(target, tls, options, check_seconds=poll)
+    return grpc.intercept_channel(channel, MetadataInterceptor(source, current_request_id))

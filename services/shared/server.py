@@ -28,10 +28,17 @@ from grpc_reflection.v1alpha import reflection
 
 from retailface.services.shared import config as config_module
 from retailface.services.shared import logging as logging_module
-from retailface.services.shared.auth import DEFAULT_ROLES, TokenStore, bearer_token
+from retailface.services.shared.auth import (
+    DEFAULT_ROLES,
+    Principal,
+    TokenStore,
+    bearer_token,
+    bind_caller,
+    unbind_caller,
+)
 from retailface.services.shared.auth_limiter import AuthLimiter, peer_address
 from retailface.services.shared.config import ConfigError, ServiceConfig, Setting
-from retailface.services.shared.errors import ServiceError
+from retailface.services.shared.errors import InvalidArgument, ServiceError
 from retailface.services.shared.metrics import (
     AUTH_FAILURES,
     AUTH_LOCKOUTS,
@@ -41,6 +48,7 @@ from retailface.services.shared.metrics import (
     serve_metrics,
 )
 from retailface.services.shared.model_files import ModelMissingError
+from retailface.services.shared.reloading import CredentialsWatcher, RotatingCertificate, RotatingTokens, TlsFiles
 
 log = structlog.get_logger(__name__)
 SIGNAL_POLL_SECONDS = 0.2
@@ -74,7 +82,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):
     """
 
     def __init__(
-        self, service: str, registration: Registration, tokens: TokenStore, limiter: AuthLimiter | None = None
+        self,
+        service: str,
+        registration: Registration,
+        tokens: TokenStore | RotatingTokens,
+        limiter: AuthLimiter | None = None,
     ) -> None:
         self._service = service
         self._registration = registration
@@ -89,29 +101,31 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         service_name, _, method = full_method.lstrip("/").partition("/")
         if service_name in OPEN_SERVICES:
             return handler
+        handler = _refusing_undecodable(handler)
         metadata = tuple(handler_call_details.invocation_metadata or ())
         allowed = self._registration.method_roles.get(method, DEFAULT_ROLES)
         token = bearer_token(metadata)
-        role = self._tokens.role_of(token) if token else None
+        principal = self._tokens.principal_of(token) if token else None
         request_id = next((str(v) for k, v in metadata if k == logging_module.REQUEST_ID_KEY), "") or uuid.uuid4().hex
 
-        if role is None:
+        if principal is None:
             message = (
                 "missing bearer token: send metadata 'authorization: Bearer <token>'"
                 if token is None
                 else "unknown bearer token"
             )
             denied = _reject(handler, grpc.StatusCode.UNAUTHENTICATED, message)
-            wrapped = _wrap(denied, self._service, method, "anonymous", request_id)
+            wrapped = _wrap(denied, self._service, method, Principal("anonymous"), request_id)
             return self._guard(wrapped, method, "missing" if token is None else "unknown")
+        role = principal.role
         if role not in allowed and role != "admin":
             denied = _reject(
                 handler,
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"role {role!r} may not call {method}; allowed: {', '.join(sorted(allowed))}",
             )
-            return self._guard(_wrap(denied, self._service, method, role, request_id), method, "role")
-        return self._guard(_wrap(handler, self._service, method, role, request_id), method, None)
+            return self._guard(_wrap(denied, self._service, method, principal, request_id), method, "role")
+        return self._guard(_wrap(handler, self._service, method, principal, request_id), method, None)
 
     def _guard(self, handler: grpc.RpcMethodHandler, method: str, failure: str | None) -> grpc.RpcMethodHandler:
         """Runs `handler` unless the peer is locked out; counts `failure` (missing/unknown/role or None)."""
@@ -177,14 +191,57 @@ def _reject(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str)
     return _map_handler(handler, lambda _behavior: deny, lambda _behavior: deny_stream)
 
 
+class _Undecodable:
+    """A request whose bytes are not a valid message (bad wire format, bad UTF-8 in a string field)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _refusing_undecodable(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """`handler`, answering a request that does not parse with INVALID_ARGUMENT (grpc itself says INTERNAL)."""
+    deserialize = handler.request_deserializer
+    if deserialize is None:
+        return handler
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:  # google.protobuf.message.DecodeError, or a parser's own error type
+            return _Undecodable(error)
+
+    def checked(request: Any) -> Any:
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument(f"the request is not a valid message: {request.error}")
+        return request
+
+    def requests(request_or_iterator: Any) -> Any:
+        if handler.request_streaming:
+            return (checked(request) for request in request_or_iterator)
+        return checked(request_or_iterator)
+
+    def unary(behavior):  # type: ignore[no-untyped-def]
+        return lambda request_or_iterator, context: behavior(requests(request_or_iterator), context)
+
+    def streaming(behavior):  # type: ignore[no-untyped-def]
+        def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            yield from behavior(requests(request_or_iterator), context)
+
+        return call
+
+    return _map_handler(handler, unary, streaming)._replace(request_deserializer=tolerant)
+
+
 class _CallScope:
     """Binds the request id, records latency/errors and writes one access-log line per RPC."""
 
-    def __init__(self, service: str, method: str, role: str, request_id: str, context: grpc.ServicerContext):
-        self.service, self.method, self.role, self.request_id, self.context = service, method, role, request_id, context
+    def __init__(self, service: str, method: str, principal: Principal, request_id: str, context: grpc.ServicerContext):
+        self.service, self.method, self.principal = service, method, principal
+        self.role, self.request_id, self.context = principal.role, request_id, context
 
     def __enter__(self) -> _CallScope:
         self.start = time.perf_counter()
+        self._caller = bind_caller(self.principal)
         structlog.contextvars.bind_contextvars(request_id=self.request_id, method=self.method, role=self.role)
         self.context.set_trailing_metadata(((logging_module.REQUEST_ID_KEY, self.request_id),))
         RPC_IN_FLIGHT.labels(self.service).inc()
@@ -206,31 +263,45 @@ class _CallScope:
             details = details.decode(errors="replace")
         log.info("rpc", code=name, ms=round(elapsed * 1000, 3), details=details or None)
         structlog.contextvars.unbind_contextvars("request_id", "method", "role")
+        unbind_caller(self._caller)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, service: str, method: str, role: str, request_id: str):  # type: ignore[no-untyped-def]
+def _wrap(handler: grpc.RpcMethodHandler, service: str, method: str, principal: Principal, request_id: str):  # type: ignore[no-untyped-def]
     # The one place where a ServiceError raised anywhere below a servicer becomes its status.
     def unary(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
-            with _CallScope(service, method, role, request_id, context):
+            with _CallScope(service, method, principal, request_id, context):
                 try:
                     return behavior(request_or_iterator, context)
                 except ServiceError as error:
                     context.abort(error.code, error.message)
+                except Exception as error:
+                    _internal_error(context, method, request_id, error)
 
         return call
 
     def streaming(behavior):  # type: ignore[no-untyped-def]
         def call(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            with _CallScope(service, method, role, request_id, context):
+            with _CallScope(service, method, principal, request_id, context):
                 try:
                     yield from behavior(request_or_iterator, context)
                 except ServiceError as error:
                     context.abort(error.code, error.message)
+                except Exception as error:
+                    _internal_error(context, method, request_id, error)
 
         return call
 
     return _map_handler(handler, unary, streaming)
+
+
+def _internal_error(context: grpc.ServicerContext, method: str, request_id: str, error: Exception) -> None:
+    """An unexpected exception is logged with its traceback; the caller gets INTERNAL and the request id, never
+    the exception's text (it can hold rows, paths or secrets). A servicer's own context.abort() stands."""
+    if context.code() not in (None, grpc.StatusCode.OK):
+        raise error
+    log.error("rpc_failed", error=repr(error), exc_info=error)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: report request id {request_id}")
 
 
 def auth_limiter(cfg: ServiceConfig) -> AuthLimiter:
@@ -250,18 +321,13 @@ def auth_limiter(cfg: ServiceConfig) -> AuthLimiter:
     )
 
 
-def server_credentials(cfg: ServiceConfig) -> grpc.ServerCredentials | None:
+def server_certificate(cfg: ServiceConfig) -> RotatingCertificate | None:
+    """The TLS certificate (and, with mutual TLS, the CA verifying clients), reloaded when its files change."""
     cert = cfg.get("RETAILFACE_TLS_CERT")
     if cert is None:
         return None
-    key = cfg.get("RETAILFACE_TLS_KEY").read_bytes()
-    ca_path = cfg.get("RETAILFACE_TLS_CA")
-    require_client = bool(cfg.get("RETAILFACE_TLS_REQUIRE_CLIENT_CERT"))
-    return grpc.ssl_server_credentials(
-        [(key, cert.read_bytes())],
-        root_certificates=ca_path.read_bytes() if (ca_path and require_client) else None,
-        require_client_auth=require_client,
-    )
+    ca_path = cfg.get("RETAILFACE_TLS_CA") if cfg.get("RETAILFACE_TLS_REQUIRE_CLIENT_CERT") else None
+    return RotatingCertificate(TlsFiles(cert, cfg.get("RETAILFACE_TLS_KEY"), ca_path))
 
 
 def grpc_options(cfg: ServiceConfig) -> list[tuple[str, Any]]:
@@ -287,10 +353,13 @@ class RunningServer:
     config: ServiceConfig
     port: int
     health_server: grpc.Server | None = None
+    credentials_watcher: CredentialsWatcher | None = None  # reloads rotated tokens and certificates
 
     def shutdown(self, grace: float | None = None) -> None:
         """Graceful stop: NOT_SERVING first, then drain in-flight RPCs within the grace period."""
         grace = float(self.config.get("RETAILFACE_GRACE_SECONDS")) if grace is None else grace
+        if self.credentials_watcher is not None:
+            self.credentials_watcher.stop()
         self.health.enter_graceful_shutdown()
         log.info("draining", grace_seconds=grace)
         self.server.stop(grace).wait()
@@ -303,7 +372,10 @@ class RunningServer:
 
 def start(service: str, registration: Registration, cfg: ServiceConfig) -> RunningServer:
     """Starts serving (non-blocking) and returns the running server."""
-    tokens = TokenStore.from_file(cfg.get("RETAILFACE_AUTH_TOKENS_FILE"))
+    tokens = RotatingTokens(
+        cfg.get("RETAILFACE_AUTH_TOKENS_FILE"), float(cfg.get("RETAILFACE_TOKEN_ROTATION_OVERLAP_SECONDS"))
+    )
+    certificate = server_certificate(cfg)
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=int(cfg.get("RETAILFACE_MAX_WORKERS")), thread_name_prefix=f"{service}-rpc"
@@ -319,15 +391,19 @@ def start(service: str, registration: Registration, cfg: ServiceConfig) -> Runni
         (registration.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = f"{cfg.get('RETAILFACE_HOST')}:{cfg.port}"
-    credentials = server_credentials(cfg)
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if certificate is not None:
+        port = server.add_secure_port(address, certificate.credentials())
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise ConfigError(f"cannot bind the gRPC server to {address} (port in use?)")
     server.start()
     health_server = _start_probe_server(cfg, health_servicer)
     for name in ("", registration.service_name):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, registration, cfg, port, health_server)
+    watcher = CredentialsWatcher(float(cfg.get("RETAILFACE_CREDENTIALS_POLL_SECONDS")), tokens, certificate)
+    watcher.start()
+    return RunningServer(server, health_servicer, registration, cfg, port, health_server, watcher)
 
 
 def _start_probe_server(cfg: ServiceConfig, health_servicer: health.HealthServicer) -> grpc.Server | None:
