@@ -8,7 +8,7 @@ LOCK := requirements/lock.txt
 STAMP := $(VENV)/.installed
 NATIVE_SOURCES := $(shell find native cmake -type f 2>/dev/null) CMakeLists.txt
 
-.PHONY: postgres bench-pipeline docs all install models testdata datasets eval-accuracy calibrate demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers bench-chain clean
+.PHONY: audit-deps postgres bench-pipeline docs all install models testdata datasets eval-accuracy calibrate demo stack test lint proto lock bench bench-deps bench-vision bench-matcher bench-offers bench-chain clean
 
 all: install
 
@@ -53,6 +53,27 @@ stack: models
 demo: models testdata
 	$(PY) scripts/demo.py --runtime-dir .cache/demo --out out/demo
 
+.PHONY: web-assets browser console
+
+# The consoles' browser library (Chart.js) from the npm registry, at the version services/web/package-lock.json
+# pins, copied to services/web/static/vendor/ (never committed). Debian's npm is installed when missing.
+WEB_VENDOR := services/web/static/vendor/chart.umd.min.js
+$(WEB_VENDOR): services/web/package.json services/web/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; }
+	cd services/web && npm ci --no-audit --no-fund --silent
+	mkdir -p $(@D) && cp services/web/node_modules/chart.js/dist/chart.umd.min.js $@
+
+web-assets: $(WEB_VENDOR)
+
+# Debian's chromium for the consoles' browser tests (Playwright drives it; it never downloads browsers of its own).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# The stack with mutual TLS, the web consoles over HTTPS, the demo store, members and a camera playing the demo
+# video in a loop; prints the URL, a sign-in token per role and a member's single-use link. Ctrl-C stops it.
+console: models testdata web-assets
+	$(PY) -m retailface.devtools.console --runtime-dir .cache/console
+
 docs: install
 	$(PY) -m retailface.services.shared.settings_catalog docs/CONFIGURATION.md
 
@@ -68,7 +89,14 @@ deploy-tools:
 postgres:
 	bash scripts/ensure_postgres.sh
 
-test: models testdata lint deploy-tools postgres
+# Known vulnerabilities in the pinned versions (pip-audit against PyPI's per-release advisory data): fails on
+# any, and on a pin it could not check (--strict), so that an unreachable service never passes as "no known
+# vulnerabilities". It needs pypi.org's JSON API per release; docs/RELIABILITY.md#security has the last result.
+AUDIT_REQUIREMENTS ?= $(LOCK)
+audit-deps: install
+	$(VENV)/bin/pip-audit -r $(AUDIT_REQUIREMENTS) --no-deps --disable-pip --strict --progress-spinner off
+
+test: models testdata lint deploy-tools postgres web-assets browser
 	$(VENV)/bin/pytest
 
 proto: install
@@ -111,6 +139,18 @@ bench-matcher: bench-deps
 bench-pipeline: models testdata
 	$(PY) -m retailface.devtools.model_prep quantize
 	$(BENCH) benchmarks/pipeline/bench_pipeline.py --service-threads 1 --embedder sface-int8
+
+# Reliability (docs/RELIABILITY.md): the whole stack over mTLS under N cameras looping the test videos.
+# soak: 20 minutes with a 2-minute overload at twice the rate; plots in out/soak/, e.g. SOAK_ARGS="--cameras 8 --fps 1".
+# chaos: every service SIGKILLed, SIGTERMed and paused under load, then a full disk under matching (root: tmpfs).
+# Each last output line is one JSON object.
+.PHONY: soak chaos
+soak: models testdata
+	$(BENCH) benchmarks/soak/soak.py $(SOAK_ARGS)
+
+chaos: models testdata
+	$(BENCH) benchmarks/soak/chaos.py $(CHAOS_ARGS)
+	$(BENCH) benchmarks/soak/chaos_disk.py
 
 clean:
 	rm -rf build .cache/localstack .cache/demo

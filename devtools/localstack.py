@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +29,22 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from retailface.devtools.devcerts import make_dev_pki
 from retailface.services.shared.auth import ROLES
 from retailface.services.shared.config import SERVICE_PORTS, SERVICES
+from retailface.v1 import personalization_pb2, personalization_pb2_grpc
 
 # Start order: backends before the gateway that calls them.
 START_ORDER: tuple[str, ...] = ("matching", "personalization", "detection", "embedding", "gateway")
+# The demo store's cameras (the synthetic seed has the store), registered with RegisterCamera once the stack runs.
+DEMO_STORE = "store-01"
+DEMO_CAMERAS: dict[str, dict[str, str]] = {
+    "entrance-1": {"store_id": DEMO_STORE, "role": "entrance", "zone_id": "entrance"},
+    "aisle-7": {"store_id": DEMO_STORE, "role": "aisle", "zone_id": "aisle-7"},
+    "lane-3": {"store_id": DEMO_STORE, "role": "lane", "zone_id": "checkout", "lane_id": "3"},
+}
+CAMERA_ROLES = {
+    "entrance": personalization_pb2.CAMERA_ROLE_ENTRANCE,
+    "aisle": personalization_pb2.CAMERA_ROLE_AISLE,
+    "lane": personalization_pb2.CAMERA_ROLE_LANE,
+}
 
 
 def container_command(service: str) -> list[str]:
@@ -273,6 +287,38 @@ class LocalStack:
         for instance in instances:
             self.wait_serving(instance)
 
+    def _personalization_admin(self) -> tuple[grpc.Channel, personalization_pb2_grpc.PersonalizationServiceStub]:
+        channel = client_channel(self.processes[self.instances("personalization")[0]].target, self.runtime)
+        return channel, personalization_pb2_grpc.PersonalizationServiceStub(channel)
+
+    def register_store(self, store_id: str, name: str, timezone: str = "UTC", watchlist_enabled: bool = False) -> None:
+        """Creates (or updates) a store, as an admin does with UpsertStore."""
+        channel, stub = self._personalization_admin()
+        with channel:
+            store = personalization_pb2.Store(
+                store_id=store_id, name=name, timezone=timezone, watchlist_enabled=watchlist_enabled, actor="localstack"
+            )
+            stub.UpsertStore(store, metadata=self._admin_metadata(), timeout=30)
+
+    def register_cameras(self, cameras: Mapping[str, Mapping[str, str]]) -> None:
+        """Registers a camera map (id -> store_id, role, zone_id, lane_id) with personalization, as an admin does
+        with RegisterCamera; the gateway knows them from the first frame each sends. Their stores must exist."""
+        channel, stub = self._personalization_admin()
+        with channel:
+            for camera_id, info in cameras.items():
+                camera = personalization_pb2.Camera(
+                    camera_id=camera_id,
+                    store_id=info["store_id"],
+                    role=CAMERA_ROLES[info["role"]],
+                    zone_id=info.get("zone_id", ""),
+                    lane_id=info.get("lane_id", ""),
+                    actor="localstack",
+                )
+                stub.RegisterCamera(camera, metadata=self._admin_metadata(), timeout=30)
+
+    def _admin_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.runtime.tokens['admin']}"),)
+
     def stop(self, service: str, timeout: float = 30.0) -> int:
         proc = self.processes.pop(service)
         if proc.process.poll() is None:
@@ -317,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"starting {service:16s} {' '.join(container_command(service))}  (port {proc.port})", flush=True)
         for service in services:
             stack.wait_serving(service)
+        if args.seed != "none" and "personalization" in services:
+            stack.register_cameras(DEMO_CAMERAS)
+            print(f"registered the demo cameras of {DEMO_STORE}: {', '.join(DEMO_CAMERAS)}")
         print("\nservice          address            health    metrics")
         for service in services:
             proc = stack.processes[service]

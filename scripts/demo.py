@@ -233,16 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     runtime = Runtime(args.runtime_dir.resolve())
     runtime.prepare()
     runtime.seed_personalization(args.scale)
-    cameras_file = runtime.root / "cameras.json"
-    cameras_file.write_text(json.dumps(CAMERAS, indent=2))
-    stack = LocalStack(
-        runtime,
-        extra_env={"gateway": {"RETAILFACE_GATEWAY_CAMERAS_FILE": str(cameras_file)}},
-    )
+    stack = LocalStack(runtime)
     timeline.say("starting detection, embedding, matching, personalization and gateway on loopback")
     try:
         stack.start_all()
         timeline.say("every service reports SERVING (grpc.health.v1)")
+        stack.register_cameras(CAMERAS)
+        timeline.say(f"admin: registered the cameras of {STORE} (RegisterCamera): {', '.join(CAMERAS)}")
         return run_demo(stack, runtime, timeline, args.out)
     finally:
         stack.stop_all()

@@ -119,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print("starting the services...", flush=True)
             stack.start_all()
+            # The benchmark's cameras: aisle cameras of one store (bench-0 warms up and measures latency).
+            stack.register_store("store-01", "Benchmark store")
+            cameras = {
+                f"bench-{n}": {"store_id": "store-01", "role": "aisle", "zone_id": f"bench-{n}"}
+                for n in range(args.cameras + 1)
+            }
+            stack.register_cameras(cameras)
             result = measure(stack, runtime, frames, args)
         finally:
             stack.stop_all()

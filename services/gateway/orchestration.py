@@ -14,7 +14,7 @@ import structlog
 from retailface.services.gateway.backends import Backends
 from retailface.services.gateway.enrollment import DEFAULT_POLICY, EnrollmentPolicy, decide
 from retailface.services.gateway.members import MemberCache, audit_identified
-from retailface.services.shared.errors import FailedPrecondition, InvalidArgument, calling
+from retailface.services.shared.errors import FailedPrecondition, InvalidArgument, ServiceError, calling
 from retailface.services.shared.galleries import MEMBERS_GALLERY
 from retailface.services.shared.identifiers import check_id
 from retailface.v1 import (
@@ -145,9 +145,12 @@ class MemberOperations:
         return response
 
     def erase(self, request: gateway_pb2.EraseMemberRequest) -> gateway_pb2.EraseMemberResponse:
-        """Templates first: from the next frame on, the person cannot be matched any more."""
+        """Templates first: from the next frame on, the person cannot be matched any more. Then the personal
+        data, then the receipt: personalization records what was removed against the erasure request."""
         if not request.member_id:
             raise InvalidArgument("member_id is required")
+        if request.request_id:
+            check_id(request.request_id, "request_id")
         with calling("erasure"):
             erased = self.backends.matching.EraseSubject(
                 matching_pb2.EraseSubjectRequest(gallery="", subject_id=request.member_id), timeout=self.deadline
@@ -168,9 +171,34 @@ class MemberOperations:
             reason=request.reason,
             templates=erased.templates_removed,
         )
+        receipt = self._record_receipt(request, erased.templates_removed, dict(removed.rows_removed))
         return gateway_pb2.EraseMemberResponse(
-            templates_removed=erased.templates_removed, rows_removed=dict(removed.rows_removed)
+            templates_removed=erased.templates_removed, rows_removed=dict(removed.rows_removed), receipt=receipt
         )
+
+    def _record_receipt(
+        self, request: gateway_pb2.EraseMemberRequest, templates_removed: int, rows_removed: dict[str, int]
+    ) -> personalization_pb2.ErasureRequest:
+        """The erasure request, completed with what was removed (one is recorded when request_id is empty)."""
+        try:
+            with calling("personalization"):
+                return self.backends.personalization.CompleteErasure(
+                    personalization_pb2.CompleteErasureRequest(
+                        request_id=request.request_id,
+                        member_id=request.member_id,
+                        actor=request.actor,
+                        templates_removed=templates_removed,
+                        rows_removed=rows_removed,
+                    ),
+                    timeout=self.deadline,
+                )
+        except ServiceError as error:
+            rows = sum(rows_removed.values())
+            raise ServiceError(
+                f"member {request.member_id!r} was erased ({templates_removed} templates, {rows} rows), but the "
+                f"receipt was not recorded: {error.message}; record it with personalization's CompleteErasure",
+                error.code,
+            ) from error
 
     def _largest_face(self, frame: common_pb2.Frame) -> common_pb2.Face:
         with calling("detection"):

@@ -23,7 +23,7 @@ import structlog
 
 from retailface.services.gateway.backends import DEGRADED_CODES, Backends
 from retailface.services.gateway.batching import Batcher
-from retailface.services.gateway.cameras import CameraInfo, camera_of
+from retailface.services.gateway.cameras import CameraInfo, CameraRegistry
 from retailface.services.gateway.events import VisitEvents, store_event
 from retailface.services.gateway.members import MemberCache, MemberView, audit_identified
 from retailface.services.gateway.relay import EventRelay
@@ -36,7 +36,7 @@ from retailface.services.gateway.tracker import (
     TrackerConfig,
     Vote,
 )
-from retailface.services.shared.errors import InvalidArgument, from_rpc_error
+from retailface.services.shared.errors import InvalidArgument, ServiceError, from_rpc_error
 from retailface.services.shared.galleries import MEMBERS_GALLERY
 from retailface.services.shared.identifiers import check_id
 from retailface.services.shared.metrics import stage_timer
@@ -48,7 +48,6 @@ log = structlog.get_logger(__name__)
 @dataclass
 class PipelineConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    cameras: dict[str, CameraInfo] = field(default_factory=dict)
     enter_cooldown_seconds: float = 1800.0
     detect_deadline: float = 10.0
     embed_deadline: float = 10.0
@@ -111,7 +110,7 @@ class FrameWork:
     frame: common_pb2.Frame
     result: gateway_pb2.FrameResult
     faces: list[FaceWork] = field(default_factory=list)
-    camera: CameraInfo | None = None  # set by tracking
+    camera: CameraInfo | None = None  # the registered camera (find_camera)
     at: float = 0.0  # capture time, seconds
     update: FrameUpdate | None = None
 
@@ -121,6 +120,15 @@ class FrameWork:
             check_id(self.frame.camera_id, f"frame {index}: camera_id")
         except InvalidArgument as error:
             self.result.camera_id = ""  # never echo what was refused
+            self.result.status.CopyFrom(common_pb2.ItemStatus(code=error.code.value[0], message=error.message))
+
+    def find_camera(self, cameras: CameraRegistry) -> None:
+        """The frame's registered camera; a frame of an unregistered camera is refused alone (NOT_FOUND)."""
+        if self.result.status.code:
+            return
+        try:
+            self.camera = cameras.lookup(self.frame.camera_id)
+        except ServiceError as error:
             self.result.status.CopyFrom(common_pb2.ItemStatus(code=error.code.value[0], message=error.message))
 
     @classmethod
@@ -146,8 +154,16 @@ def _ms_since(mark: float) -> float:
 
 
 class FramePipeline:
-    def __init__(self, backends: Backends, members: MemberCache, relay: EventRelay, config: PipelineConfig) -> None:
+    def __init__(
+        self,
+        backends: Backends,
+        members: MemberCache,
+        relay: EventRelay,
+        config: PipelineConfig,
+        cameras: CameraRegistry,
+    ) -> None:
         self.backends = backends
+        self.cameras = cameras
         self.members = members
         self.relay = relay
         self.config = config
@@ -183,6 +199,7 @@ class FramePipeline:
         frames = [FrameWork.of(frame) for frame in batch.frames]
         for index, frame in enumerate(frames):
             frame.check_camera_id(index)
+            frame.find_camera(self.cameras)
         with stage_timer("gateway", "detect"):
             self._detect([frame for frame in frames if frame.result.status.code == 0], timings)
         timings.decode_detect_ms = _ms_since(started)
@@ -316,7 +333,6 @@ class FramePipeline:
     def _camera_locks(self, frames: list[FrameWork]) -> contextlib.ExitStack:
         """Holds the lock of every camera in the batch (in camera id order) from tracking to the votes."""
         for frame in frames:
-            frame.camera = camera_of(frame.frame, self.config.cameras)
             captured = frame.frame.captured_at
             frame.at = captured.ToNanoseconds() / 1e9 if frame.frame.HasField("captured_at") else time.time()
         stack = contextlib.ExitStack()

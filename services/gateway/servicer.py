@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import grpc
 
 from retailface.services.gateway.backends import Backends
-from retailface.services.gateway.cameras import load_cameras
+from retailface.services.gateway.cameras import CameraRegistry, list_cameras
 from retailface.services.gateway.frame_stream import serve_stream
 from retailface.services.gateway.members import MemberCache
 from retailface.services.gateway.orchestration import MemberOperations
@@ -23,7 +23,6 @@ from retailface.services.gateway.tracker import TrackerConfig
 from retailface.services.shared.config import (
     ServiceConfig,
     Setting,
-    parse_path,
     parse_positive_float,
     parse_positive_int,
 )
@@ -40,11 +39,11 @@ SETTINGS: list[Setting] = [
     Setting("RETAILFACE_GATEWAY_MATCHING_ADDR", str, "127.0.0.1:50053", "matching service address"),
     Setting("RETAILFACE_GATEWAY_PERSONALIZATION_ADDR", str, "127.0.0.1:50054", "personalization service address"),
     Setting(
-        "RETAILFACE_GATEWAY_CAMERAS_FILE",
-        parse_path,
-        None,
-        'JSON camera map: {"entrance-1": {"store_id": "s1", "role": "entrance|aisle|lane", "zone_id": "...", '
-        '"lane_id": "..."}}',
+        "RETAILFACE_GATEWAY_CAMERAS_REFRESH_SECONDS",
+        parse_positive_float,
+        5.0,
+        "how often the cameras registered in personalization (RegisterCamera) are reloaded; a frame of a camera "
+        "not yet known reloads them at once (at most once a second)",
     ),
     Setting(
         "RETAILFACE_GATEWAY_IDENTITY_K",
@@ -116,7 +115,7 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "StreamFrames": frozenset({"camera"}),
     "IdentifyOnce": frozenset({"camera", "pos"}),
     "EnrollMember": frozenset({"admin"}),
-    "EraseMember": frozenset({"admin"}),
+    "EraseMember": frozenset({"admin", "privacy"}),  # the privacy office erases with a receipt
     "ListGalleries": frozenset({"admin"}),
     "GetCheckoutOffers": frozenset({"pos"}),
     "RecordPurchase": frozenset({"pos"}),
@@ -211,6 +210,11 @@ def build(config: ServiceConfig) -> Registration:
         backends.personalization, float(config.get("RETAILFACE_GATEWAY_MEMBER_CACHE_SECONDS")), deadline
     )
     relay = EventRelay(backends.personalization, deadline)
+    cameras = CameraRegistry(
+        list_cameras(backends.personalization, deadline),
+        float(config.get("RETAILFACE_GATEWAY_CAMERAS_REFRESH_SECONDS")),
+    )
+    cameras.start()
     tracker = TrackerConfig(
         min_hits=int(config.get("RETAILFACE_GATEWAY_TRACK_MIN_HITS")),
         max_missed_seconds=float(config.get("RETAILFACE_GATEWAY_TRACK_MAX_MISSED_SECONDS")),
@@ -225,7 +229,6 @@ def build(config: ServiceConfig) -> Registration:
         relay,
         PipelineConfig(
             tracker=tracker,
-            cameras=load_cameras(config.get("RETAILFACE_GATEWAY_CAMERAS_FILE")),
             enter_cooldown_seconds=float(config.get("RETAILFACE_GATEWAY_ENTER_COOLDOWN_SECONDS")),
             detect_deadline=deadline,
             embed_deadline=deadline,
@@ -233,6 +236,7 @@ def build(config: ServiceConfig) -> Registration:
             batch_max_frames=int(config.get("RETAILFACE_GATEWAY_BATCH_MAX_FRAMES")),
             batch_max_chips=int(config.get("RETAILFACE_GATEWAY_BATCH_MAX_CHIPS")),
         ),
+        cameras,
     )
     servicer = GatewayServicer(
         backends,
@@ -248,6 +252,7 @@ def build(config: ServiceConfig) -> Registration:
 
     def stop() -> None:
         reaper.stop()
+        cameras.stop()
         pipeline.close()
         relay.close()
         backends.close()

@@ -3,7 +3,7 @@
 Staff learn a member's name only when `consent.recognition` says they may greet them, and never
 anything sensitive or about purchases. A dissatisfaction alert is ranked by the member's trailing
 spend and raised at most once per shopper within the cool-down. Watchlist alerts are off unless
-enabled, and always need a person to confirm them. Alerts are published on the bus after commit, and
+enabled (watchlist.py), and always need a person to confirm them. Alerts are published on the bus after commit, and
 announced to the other replicas, which publish them to the staff screens connected to them (changes.py).
 """
 
@@ -26,7 +26,7 @@ from retailface.services.personalization.domain import (
     StaffAlert,
     VisitEvent,
 )
-from retailface.services.shared.errors import InvalidArgument, NotFound
+from retailface.services.shared.errors import InvalidArgument, NotFound, PermissionDenied
 
 _RECENT_VISITS = (
     select(func.count())
@@ -252,13 +252,22 @@ class StaffAlerts(Component):
         with db.read(self.engine) as conn:
             return [_alert_from_row(r) for r in conn.execute(query)]
 
-    def acknowledge(self, alert_id: str, staff_id: str, confirmed: bool, actor: str = "") -> None:
+    def acknowledge(
+        self, alert_id: str, staff_id: str, confirmed: bool, actor: str = "", stores: frozenset[str] = frozenset()
+    ) -> None:
+        """Records who acknowledged (and confirmed) the alert; `stores`: those the caller acts for (empty: all)."""
         if not alert_id:
             raise InvalidArgument("alert_id is required")
+        alerts = db.staff_alerts
         with db.write(self.engine) as conn:
-            row = conn.execute(select(db.staff_alerts.c.kind).where(db.staff_alerts.c.alert_id == alert_id)).first()
+            row = conn.execute(select(alerts.c.kind, alerts.c.store_id).where(alerts.c.alert_id == alert_id)).first()
             if row is None:
                 raise NotFound(f"unknown alert {alert_id!r}")
+            if stores and row.store_id not in stores:
+                raise PermissionDenied(
+                    f"alert {alert_id!r} is for store {row.store_id!r}; this token acts for store "
+                    f"{', '.join(sorted(stores))} only"
+                )
             conn.execute(
                 update(db.staff_alerts)
                 .where(db.staff_alerts.c.alert_id == alert_id)
@@ -266,15 +275,3 @@ class StaffAlerts(Component):
             )
             details = {"staff_id": staff_id, "confirmed": bool(confirmed)}
             write_audit(conn, actor or staff_id, "acknowledge", f"alert:{alert_id}", row.kind, **details)
-
-    def add_to_watchlist(self, subject_id: str, reason: str, added_by: str) -> None:
-        """Security watchlist entry (alerts only when the watchlist setting is on)."""
-        if not subject_id or not reason:
-            raise InvalidArgument("subject_id and reason are required")
-        with db.write(self.engine) as conn:
-            conn.execute(
-                db.upsert(self.engine, db.watchlist).values(
-                    subject_id=subject_id, reason=reason, added_by=added_by, added_at=time.time()
-                )
-            )
-            write_audit(conn, added_by, "update", f"watchlist:{subject_id}", reason)

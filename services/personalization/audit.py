@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 from retailface.services.personalization import audit_chain, db
 from retailface.services.personalization.base import Component, write_audit
 from retailface.services.personalization.domain import AuditEntry
+from retailface.services.shared.errors import InvalidArgument
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -64,19 +65,41 @@ def verify_chain(engine: Engine) -> ChainReport:
 
 class AuditLog(Component):
     def query(
-        self, member_id: str = "", since: float | None = None, limit: int = 0, actor: str = ""
+        self,
+        member_id: str = "",
+        since: float | None = None,
+        limit: int = 0,
+        actor: str = "",
+        *,
+        performed_by: str = "",
+        action: str = "",
+        until: float | None = None,
     ) -> list[AuditEntry]:
-        """The newest entries first: about one member (or all), since a time, at most `limit` (1..1000)."""
+        """The newest entries first, at most `limit` (1..1000): about one member (or all), by one actor (exact,
+        as stored, e.g. "privacy:officer-1"), of one action ("erase", "read", ...), from `since` up to `until`.
+
+        `actor` is who asks (the query is audited); `performed_by` filters on who acted.
+        """
         limit = max(1, min(limit or DEFAULT_LIMIT, MAX_LIMIT))
+        if since is not None and until is not None and until < since:
+            raise InvalidArgument("until must not be before since")
         log = db.audit_log
         query = select(log).order_by(log.c.at.desc(), log.c.id.desc()).limit(limit)
         if member_id:
             query = query.where(log.c.subject == member_id)
+        if performed_by:
+            query = query.where(log.c.actor == performed_by)
+        if action:
+            query = query.where(log.c.action == action)
         if since is not None:
             query = query.where(log.c.at >= since)
+        if until is not None:
+            query = query.where(log.c.at <= until)
         with db.write(self.engine) as conn:
             rows = conn.execute(query).all()
-            write_audit(conn, actor, "read", member_id or "audit", "audit query", count=len(rows))
+            filters = {"by_actor": performed_by, "of_action": action, "since": since, "until": until}
+            used = {key: value for key, value in filters.items() if value not in ("", None)}
+            write_audit(conn, actor, "read", member_id or "audit", "audit query", count=len(rows), **used)
         return [AuditEntry(r.at, r.actor, r.action, r.subject, r.reason, r.detail) for r in rows]
 
     def verify(self, actor: str = "") -> ChainReport:

@@ -13,6 +13,7 @@ from dataclasses import replace
 import grpc
 from google.protobuf import timestamp_pb2
 
+from retailface.services.personalization.analytics import age_band
 from retailface.services.personalization.audit import ChainReport
 from retailface.services.personalization.consent import recognition
 from retailface.services.personalization.domain import (
@@ -36,6 +37,7 @@ from retailface.services.personalization.domain import (
     VisitEvent,
     VisitResult,
 )
+from retailface.services.shared.errors import InvalidArgument
 from retailface.v1 import common_pb2, personalization_pb2
 
 VISIT_TYPES = {
@@ -82,6 +84,7 @@ ALERT_KINDS = {
     common_pb2.ALERT_KIND_DISSATISFACTION: "dissatisfaction",
     common_pb2.ALERT_KIND_WATCHLIST: "watchlist",
 }
+GENDERS = {common_pb2.GENDER_FEMALE: "female", common_pb2.GENDER_MALE: "male"}  # anonymous shoppers' counts
 _SCOPE_ENUMS = {name: value for value, name in SCOPES.items()}
 _IDENTIFIED_BY_ENUMS = {name: value for value, name in IDENTIFIED_BY.items()}
 _ALERT_KIND_ENUMS = {name: value for value, name in ALERT_KINDS.items()}
@@ -96,10 +99,19 @@ def names_from_proto(names: Mapping[int, str], values: Sequence[int]) -> list[st
     return [name_from_proto(names, value) for value in values]
 
 
+# The range of a google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+MIN_TIMESTAMP_SECONDS, MAX_TIMESTAMP_SECONDS = -62135596800, 253402300799
+
+
 def time_from_proto(timestamp: timestamp_pb2.Timestamp, default: float | None) -> float | None:
-    """Epoch seconds; `default` for an unset timestamp."""
+    """Epoch seconds; `default` for an unset timestamp; INVALID_ARGUMENT outside the Timestamp range."""
     if timestamp.seconds == 0 and timestamp.nanos == 0:
         return default
+    if not (MIN_TIMESTAMP_SECONDS <= timestamp.seconds <= MAX_TIMESTAMP_SECONDS and 0 <= timestamp.nanos < 10**9):
+        raise InvalidArgument(
+            f"timestamp of {timestamp.seconds} s and {timestamp.nanos} ns is not a valid Timestamp "
+            "(0001-01-01 to 9999-12-31 UTC, nanos in [0, 999999999])"
+        )
     return timestamp.seconds + timestamp.nanos / 1e9
 
 
@@ -111,13 +123,17 @@ def time_to_proto(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     if seconds is None:
         return None
     timestamp = timestamp_pb2.Timestamp()
+    # A time derived from a stored one (an offer's expiry after a visit in 9999) may pass the range's end.
+    seconds = min(max(seconds, MIN_TIMESTAMP_SECONDS), MAX_TIMESTAMP_SECONDS)
     timestamp.FromNanoseconds(round(seconds * 1e9))
     return timestamp
 
 
 def visit_event_from_proto(message: personalization_pb2.VisitEvent) -> VisitEvent:
-    # Face attributes (age, gender) are deliberately not passed on: no demographic tailoring.
+    # Face attributes are never used for offers. An anonymous shopper's are kept as a coarse age band and gender,
+    # counted in store analytics (analytics.py); visits.py drops them for an identified member.
     emotion = message.emotion if message.HasField("emotion") else None
+    attributes = message.attributes if message.HasField("attributes") and not message.member_id else None
     return VisitEvent(
         event_id=message.event_id,
         type=name_from_proto(VISIT_TYPES, message.type),
@@ -134,6 +150,8 @@ def visit_event_from_proto(message: personalization_pb2.VisitEvent) -> VisitEven
         dwell_seconds=message.dwell_seconds,
         negative_fraction=emotion.negative_fraction if emotion else None,
         emotion_seconds=emotion.seconds if emotion else None,
+        age_band=age_band(attributes.age_years, attributes.age_confidence) if attributes else "",
+        gender=GENDERS.get(attributes.gender, "") if attributes else "",
     )
 
 

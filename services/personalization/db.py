@@ -51,7 +51,7 @@ from retailface.services.personalization.dialects import (
 from retailface.services.personalization.dialects import (
     upsert as upsert,
 )
-from retailface.services.shared.errors import Unavailable, first_line
+from retailface.services.shared.errors import InvalidArgument, Unavailable, first_line
 
 log = structlog.get_logger(__name__)
 
@@ -235,7 +235,8 @@ visits = Table(
     Index("ix_visits_store_track", "store_id", "track_id"),
 )
 
-# Visit events keep no face attributes (age, gender): offers are never tailored to demographics.
+# Visit events keep no face attributes of members; anonymous shoppers' coarse age band and gender (columns added
+# below) are only counted for store analytics. Offers are never tailored to demographics.
 visit_events = Table(
     "visit_events",
     metadata,
@@ -281,7 +282,7 @@ staff_alerts = Table(
     Index("ix_staff_alerts_subject", "subject_key", "kind", "raised_at"),
 )
 
-# Security watchlist subjects (ids the matching service returns); alerts only when enabled by setting.
+# Security watchlist subjects (ids the matching service returns); alerts only in stores that enable it.
 watchlist = Table(
     "watchlist",
     metadata,
@@ -357,10 +358,14 @@ def open_engine(url: str, busy_timeout_ms: int = 10_000, auto_checkpoint: bool =
 
 @contextmanager
 def unavailable_on_outage(dialect: str) -> Iterator[None]:
-    """Turns "the database is out of reach" into `Unavailable`; any other error passes as it is."""
+    """Turns "the database is out of reach" into `Unavailable`, and a value the database cannot store (PostgreSQL's
+    data exceptions: NUL in text, too long for its column, out of range) into `InvalidArgument`; any other error
+    passes as it is."""
     try:
         yield
     except exc.DBAPIError as error:
+        if isinstance(error, exc.DataError):
+            raise InvalidArgument(f"a value in the request cannot be stored: {first_line(error)}") from error
         if not is_unavailable(error, dialect):
             raise
         log.warning("personalization_database_unavailable", dialect=dialect, error=first_line(error))
@@ -390,3 +395,74 @@ def write(engine: Engine) -> Iterator[Connection]:
 def read(engine: Engine) -> Iterator[Connection]:
     with unavailable_on_outage(engine.dialect.name), engine.connect() as conn, conn.begin():
         yield conn
+
+
+# ---------------------------------------------------------------- member portal and privacy office (migration 4)
+
+# Single-use sign-in codes of the member portal (signin.py): only the code's SHA-256 is kept.
+member_signin_codes = Table(
+    "member_signin_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("member_id", String(64), ForeignKey("members.member_id", ondelete="CASCADE"), nullable=False),
+    Column("issued_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("used_at", Double),
+    Index("ix_member_signin_codes_member", "member_id"),
+)
+
+# Erasure requests and their receipts (erasure.py); member_ref (a keyed hash) outlives the member id.
+erasure_requests = Table(
+    "erasure_requests",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("member_ref", String(64), nullable=False),
+    Column("member_id", String(64)),  # while pending only
+    Column("requested_by", String(100), nullable=False),
+    Column("requested_at", Double, nullable=False),
+    Column("reason", String(500), nullable=False, default=""),
+    Column("status", String(16), nullable=False),  # pending | completed
+    Column("completed_at", Double),
+    Column("completed_by", String(100), nullable=False, default=""),
+    Column("templates_removed", Integer, nullable=False, default=0),
+    Column("rows_removed", Text, nullable=False, default="{}"),  # JSON {table: rows}
+    Index("ix_erasure_requests_status", "status", "requested_at"),
+    Index("ix_erasure_requests_member_ref", "member_ref"),
+)
+
+# Keys the service makes once per database when none is configured (erasure.py's member_ref key).
+service_secrets = Table(
+    "service_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),
+)
+
+
+# ---------------------------------------------------------------- stores, cameras and watchlist expiry (migration 3)
+stores.append_column(Column("watchlist_enabled", Boolean, nullable=False, default=False, server_default="0"))
+stores.append_column(Column("updated_at", Double))
+# Entries expire (required for new ones) and alert only once confirmed by a second person (not added_by).
+watchlist.append_column(Column("expires_at", Double))
+watchlist.append_column(Column("confirmed_by", String(100), nullable=False, default="", server_default=""))
+watchlist.append_column(Column("confirmed_at", Double))
+# Anonymous shoppers' events only (member_id NULL): coarse age band and gender, for aggregate counts.
+visit_events.append_column(Column("age_band", String(8), nullable=False, default="", server_default=""))
+visit_events.append_column(Column("gender", String(8), nullable=False, default="", server_default=""))
+cameras = Table(
+    "cameras",
+    metadata,
+    Column("camera_id", String(128), primary_key=True),
+    Column("store_id", String(64), ForeignKey("stores.store_id"), nullable=False),
+    Column("role", String(16), nullable=False),  # entrance | aisle | lane
+    Column("zone_id", String(128), nullable=False, default=""),
+    Column("lane_id", String(128), nullable=False, default=""),
+    Column("updated_at", Double, nullable=False),
+)
+# One row (id 1), bumped by every camera change: readers (the gateway) tell a stale copy by it.
+camera_registry = Table(
+    "camera_registry",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+)

@@ -145,6 +145,8 @@ class VisitEvent:
     dwell_seconds: float = 0.0
     negative_fraction: float | None = None  # None: no emotion summary
     emotion_seconds: float | None = None
+    age_band: str = ""  # anonymous shoppers only ("18-29", ...; "" unknown): counted in store analytics
+    gender: str = ""  # anonymous shoppers only ("female", "male"; "" unknown)
 
 
 @dataclass
@@ -256,3 +258,16 @@ class AuditEntry:
     subject: str
     reason: str
     detail: str
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    """One entry of a member's consent history (consent_history), as the privacy office reads it."""
+
+    at: float
+    action: str  # granted | revoked
+    scopes: tuple[str, ...]
+    policy_version: str
+    source: str
+    actor: str
+    reason: str

@@ -33,6 +33,7 @@ from retailface.services.personalization.domain import (
     SCOPE_STAFF_GREETING,
     SCOPES,
     Consent,
+    ConsentChange,
     Member,
     Preferences,
 )
@@ -53,7 +54,10 @@ PERSONAL_DATA = (
     db.staff_alerts,
     db.notification_outbox,
     db.consent_history,
+    db.member_signin_codes,
 )
+# How consent_history's actions read in the privacy office.
+_CONSENT_ACTIONS = {"grant": "granted", "revoke": "revoked"}
 
 
 def preference_values(preferences: Preferences) -> dict[str, Any]:
@@ -222,6 +226,28 @@ class Members(Component):
                 alerts_withdrawn=withdrawn,
             )
             return load_member(conn, member_id)
+
+    def consent_history(self, member_id: str, actor: str = "") -> list[ConsentChange]:
+        """Every grant and withdrawal of the member's consent, oldest first (audited read)."""
+        history = db.consent_history
+        with db.write(self.engine) as conn:
+            load_member(conn, member_id)
+            rows = conn.execute(
+                select(history).where(history.c.member_id == member_id).order_by(history.c.at, history.c.id)
+            ).all()
+            write_audit(conn, actor, "read", member_id, "consent history", changes=len(rows))
+        return [
+            ConsentChange(
+                at=row.at,
+                action=_CONSENT_ACTIONS.get(row.action, row.action),
+                scopes=tuple(scope for scope in row.scopes.split(",") if scope),
+                policy_version=row.policy_version,
+                source=row.source,
+                actor=row.actor,
+                reason=row.reason,
+            )
+            for row in rows
+        ]
 
     def erase(self, member_id: str, actor: str = "", reason: str = "") -> dict[str, int]:
         """Deletes the member's personal data; purchases stay for accounting, anonymised. Returns counts."""

@@ -19,6 +19,9 @@ from contextlib import contextmanager
 
 import structlog
 from sqlalchemy import Column, Connection, Double, Engine, Integer, MetaData, String, Table, insert, inspect, select
+from sqlalchemy import text as sql_text
+from sqlalchemy import update as sql_update
+from sqlalchemy.schema import CreateColumn
 
 from retailface.services.personalization import audit_chain, db, dialects
 
@@ -41,10 +44,51 @@ def _v2_audit_hash_chain(conn: Connection) -> None:
     audit_chain.migrate(conn, db.audit_log, db.audit_chain_head)
 
 
+# Existing watchlist entries get this long to be reviewed (confirmed, given a real expiry, or removed).
+V3_WATCHLIST_GRACE_SECONDS = 30 * 86_400.0
+_V3_COLUMNS = {
+    db.stores: ("watchlist_enabled", "updated_at"),
+    db.watchlist: ("expires_at", "confirmed_by", "confirmed_at"),
+    db.visit_events: ("age_band", "gender"),
+}
+
+
+def _v3_stores_cameras_watchlist_expiry(conn: Connection) -> None:
+    """The camera registry, per-store watchlist flags, watchlist expiry and confirmation, anonymous demographics.
+
+    A database made by migration 1 after these were declared has them already: only what is missing is made.
+    Watchlist entries without an expiry get one (V3_WATCHLIST_GRACE_SECONDS from now) and stay unconfirmed.
+    """
+    inspector = inspect(conn)
+    for table, names in _V3_COLUMNS.items():
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for name in names:
+            if name not in present:
+                column = CreateColumn(table.c[name]).compile(dialect=conn.dialect)
+                conn.execute(sql_text(f"ALTER TABLE {table.name} ADD COLUMN {column}"))
+    db.cameras.create(conn, checkfirst=True)
+    db.camera_registry.create(conn, checkfirst=True)
+    if conn.execute(select(db.camera_registry.c.id)).first() is None:
+        conn.execute(insert(db.camera_registry).values(id=1, version=0))
+    conn.execute(
+        sql_update(db.watchlist)
+        .where(db.watchlist.c.expires_at.is_(None))
+        .values(expires_at=time.time() + V3_WATCHLIST_GRACE_SECONDS)
+    )
+
+
+def _v4_member_portal(conn: Connection) -> None:
+    """Sign-in codes, erasure requests and service secrets; a new database has them from migration 1."""
+    for table in (db.member_signin_codes, db.erasure_requests, db.service_secrets):
+        table.create(conn, checkfirst=True)
+
+
 # Ordered; append only. Each entry: (version, name, function applied inside one transaction).
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial_schema),
     (2, "audit hash chain", _v2_audit_hash_chain),
+    (3, "stores, cameras and watchlist expiry", _v3_stores_cameras_watchlist_expiry),
+    (4, "member sign-in codes and erasure requests", _v4_member_portal),
 ]
 
 

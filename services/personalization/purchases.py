@@ -142,7 +142,7 @@ class Purchases(Component):
                     outcomes.append(ItemOutcome("INVALID_ARGUMENT", message))
                 elif event.member_id not in members:
                     outcomes.append(ItemOutcome("NOT_FOUND", f"unknown member {event.member_id!r}"))
-                elif event.type != "searched" and event.sku not in skus:
+                elif (event.type != "searched" or event.sku) and event.sku not in skus:  # a search's sku is optional
                     outcomes.append(ItemOutcome("NOT_FOUND", f"unknown sku {event.sku!r}"))
                 else:
                     seen.add(event.event_id)
@@ -163,12 +163,24 @@ class Purchases(Component):
         return outcomes
 
     def feedback(
-        self, feedback_id: str, member_id: str, offer_id: str, kind: str, at: float | None = None, actor: str = ""
+        self,
+        feedback_id: str,
+        member_id: str,
+        offer_id: str,
+        kind: str,
+        at: float | None = None,
+        actor: str = "",
+        sku: str = "",
     ) -> bool:
-        """Records feedback on an offer; returns True for a duplicate feedback id."""
+        """Records feedback on an offer; returns True for a duplicate feedback id.
+
+        "unliked" with a sku and no offer unlikes that product (the portal's unlike button on a product).
+        """
         at = time.time() if at is None else at
         if kind not in FEEDBACK_TYPES:
             raise InvalidArgument(f"feedback type must be one of {', '.join(FEEDBACK_TYPES)}")
+        if not offer_id and sku:
+            return self._unlike_product(member_id, sku, kind, at, actor)
         feedback_id = feedback_id or uuid.uuid5(uuid.NAMESPACE_OID, f"{member_id}:{offer_id}:{kind}").hex
         deliveries = db.offer_deliveries
         with db.write(self.engine) as conn:
@@ -180,12 +192,13 @@ class Purchases(Component):
             ).first()
             if delivery is None:
                 raise NotFound(f"unknown offer {offer_id!r} for member {member_id!r}")
+            # RETURNING says whether a row went in, on both dialects (psycopg reports rowcount -1 for this insert).
             inserted = conn.execute(
-                db.insert_ignoring_duplicates(self.engine, db.offer_feedback).values(
-                    feedback_id=feedback_id, member_id=member_id, offer_id=offer_id, type=kind, at=at
-                )
-            ).rowcount
-            if not inserted:
+                db.insert_ignoring_duplicates(self.engine, db.offer_feedback)
+                .values(feedback_id=feedback_id, member_id=member_id, offer_id=offer_id, type=kind, at=at)
+                .returning(db.offer_feedback.c.feedback_id)
+            ).first()
+            if inserted is None:
                 return True
             if kind in DISLIKE_KIND:
                 value = delivery.sku if DISLIKE_KIND[kind] == "sku" else delivery.category
@@ -198,3 +211,19 @@ class Purchases(Component):
                 conn.execute(update(deliveries).where(deliveries.c.offer_id == offer_id).values(redeemed_at=at))
             write_audit(conn, actor, "update", member_id, f"feedback {kind}", offer_id=offer_id)
         return False
+
+    def _unlike_product(self, member_id: str, sku: str, kind: str, at: float, actor: str) -> bool:
+        """The member never wants `sku` offered again; True when it was unliked already."""
+        if kind != "unliked":
+            raise InvalidArgument("a sku without an offer_id takes feedback type unliked only; send an offer_id")
+        with db.write(self.engine) as conn:
+            load_member(conn, member_id)
+            require_skus(conn, [sku])
+            inserted = conn.execute(
+                db.insert_ignoring_duplicates(self.engine, db.member_dislikes)
+                .values(member_id=member_id, kind="sku", value=sku, at=at)
+                .returning(db.member_dislikes.c.value)
+            ).first()
+            if inserted is not None:
+                write_audit(conn, actor, "update", member_id, "feedback unliked", sku=sku)
+        return inserted is None

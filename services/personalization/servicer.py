@@ -23,7 +23,12 @@ from retailface.services.personalization.converters import (
     time_from_proto,
 )
 from retailface.services.personalization.service import Personalization
-from retailface.services.personalization.servicer_admin import ADMIN_METHOD_ROLES, AdminRpcs
+from retailface.services.personalization.servicer_admin import (
+    ADMIN_METHOD_ROLES,
+    AdminRpcs,
+    require_store_access,
+    scoped_stores,
+)
 from retailface.services.personalization.servicer_portal import PORTAL_METHOD_ROLES, PortalRpcs
 from retailface.services.shared.metrics import stage_timer
 from retailface.v1 import common_pb2, personalization_pb2, personalization_pb2_grpc
@@ -36,26 +41,28 @@ ROLES_POS = frozenset({"pos", "service", "admin"})
 ROLES_STAFF = frozenset({"staff", "service", "admin"})
 ROLES_SERVICE = frozenset({"service", "admin"})
 ROLES_ADMIN = frozenset({"admin"})
+# The web console acts for the member signed in to it (role "web"); the privacy office has role "privacy".
+ROLES_MEMBER = frozenset({"web", "service", "admin"})
 METHOD_ROLES: dict[str, frozenset[str]] = {
     "RecordVisitEvent": ROLES_SERVICE,
     "GetOffers": ROLES_SERVICE,
     "GetCheckoutOffers": ROLES_POS,
     "RecordPurchase": ROLES_POS,
     "IngestOnlineEvents": ROLES_SERVICE,
-    "Feedback": ROLES_SERVICE,
-    "GetPreferences": ROLES_SERVICE,
-    "UpdatePreferences": ROLES_SERVICE,
+    "Feedback": ROLES_MEMBER,
+    "GetPreferences": ROLES_MEMBER,
+    "UpdatePreferences": ROLES_MEMBER,
     "UpsertMember": ROLES_SERVICE,  # the gateway's EnrollMember
-    "GetMember": ROLES_SERVICE,
-    "GrantConsent": ROLES_SERVICE,
-    "RevokeConsent": ROLES_SERVICE,
+    "GetMember": frozenset({"web", "privacy", "service", "admin"}),
+    "GrantConsent": ROLES_MEMBER,
+    "RevokeConsent": ROLES_MEMBER,
     "EraseMember": ROLES_SERVICE,  # the gateway's EraseMember (face templates and personal data together)
     "UpsertProducts": ROLES_ADMIN,
     "SetInventory": ROLES_ADMIN,
     "UpsertCampaign": ROLES_ADMIN,
     "StreamStaffAlerts": ROLES_STAFF,
     "AcknowledgeAlert": ROLES_STAFF,
-    "QueryAudit": ROLES_ADMIN,
+    "QueryAudit": frozenset({"privacy", "admin"}),
     "VerifyAuditChain": ROLES_ADMIN,
     **ADMIN_METHOD_ROLES,
     **PORTAL_METHOD_ROLES,
@@ -132,6 +139,7 @@ class PersonalizationServicer(AdminRpcs, PortalRpcs, personalization_pb2_grpc.Pe
             name_from_proto(FEEDBACK_TYPES, request.type),
             time_from_proto(request.at, None),
             actor=_caller(),
+            sku=request.sku,
         )
         return personalization_pb2.FeedbackResponse()
 
@@ -215,6 +223,7 @@ class PersonalizationServicer(AdminRpcs, PortalRpcs, personalization_pb2_grpc.Pe
         self, request: personalization_pb2.StaffAlertsRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.StaffAlert]:
         kinds = names_from_proto(ALERT_KINDS, request.kinds)
+        require_store_access(request.store_id)  # staff of one store see that store's alerts only
         # Subscribe before the catch-up read so that nothing raised in between is missed.
         subscription = self.personalization.bus.subscribe(request.store_id, kinds)
         try:
@@ -234,7 +243,11 @@ class PersonalizationServicer(AdminRpcs, PortalRpcs, personalization_pb2_grpc.Pe
         self, request: personalization_pb2.AcknowledgeAlertRequest, context: grpc.ServicerContext
     ) -> personalization_pb2.AcknowledgeAlertResponse:
         self.personalization.alerts.acknowledge(
-            request.alert_id, request.staff_id, request.confirmed, actor=_caller(request.staff_id)
+            request.alert_id,
+            request.staff_id,
+            request.confirmed,
+            actor=_caller(request.staff_id),
+            stores=scoped_stores(),
         )
         return personalization_pb2.AcknowledgeAlertResponse()
 
@@ -242,7 +255,13 @@ class PersonalizationServicer(AdminRpcs, PortalRpcs, personalization_pb2_grpc.Pe
         self, request: personalization_pb2.AuditQuery, context: grpc.ServicerContext
     ) -> personalization_pb2.AuditQueryResponse:
         entries = self.personalization.audit.query(
-            request.member_id, time_from_proto(request.since, None), request.limit, actor=_caller()
+            request.member_id,
+            time_from_proto(request.since, None),
+            request.limit,
+            actor=_caller(),
+            performed_by=request.actor,
+            action=request.action,
+            until=time_from_proto(request.until, None),
         )
         return personalization_pb2.AuditQueryResponse(entries=[converters.audit_entry_to_proto(e) for e in entries])
 

@@ -131,8 +131,42 @@ SETTINGS: list[Setting] = [
     Setting(
         f"{P}WATCHLIST_ENABLED",
         parse_bool,
-        False,
-        "raise watchlist alerts (security; always need a person to confirm). Off by default",
+        True,
+        "kill switch of watchlist alerts: false turns them off in every store. Each store decides with its own "
+        "watchlist_enabled flag (UpsertStore; off by default); alerts always need a person to confirm them",
+    ),
+    Setting(
+        f"{P}ANALYTICS_MIN_BUCKET",
+        parse_positive_int,
+        3,
+        "store analytics leave out buckets (age band and gender, zone, lane) with fewer shoppers or events than "
+        "this, so that no single shopper can be singled out",
+    ),
+    Setting(
+        f"{P}MEMBER_SIGNIN_TTL_SECONDS",
+        number_in(60.0, 86_400.0, "seconds in [60, 86400]", "seconds"),
+        900.0,
+        "how long a member portal sign-in code stays valid when the issuer asks for no other time",
+    ),
+    Setting(
+        f"{P}MEMBER_SIGNIN_MAX_TTL_SECONDS",
+        number_in(60.0, 7 * 86_400.0, "seconds in [60, 604800]", "seconds"),
+        86_400.0,
+        "the longest validity an issuer may ask for; longer requests are cut to this",
+    ),
+    Setting(
+        f"{P}MEMBER_SESSION_SECONDS",
+        number_in(60.0, 86_400.0, "seconds in [60, 86400]", "seconds"),
+        3600.0,
+        "the longest a member portal session opened by a sign-in code may last",
+    ),
+    Setting(
+        f"{P}MEMBER_REF_KEY",
+        str,
+        None,
+        "key of the keyed hash that names an erased member in erasure receipts (unset: a random key made once "
+        "and kept in the database); keep it stable, or receipts no longer match their members",
+        secret=True,
     ),
 ]
 
@@ -154,9 +188,14 @@ class Settings:
     dissatisfaction_min_seconds: float = 5.0
     alert_cooldown_seconds: float = 300.0
     alert_catchup_seconds: float = 900.0
-    watchlist_enabled: bool = False
+    watchlist_enabled: bool = True  # the kill switch; each store enables the watchlist itself
+    analytics_min_bucket: int = 3
     trailing_spend_days: float = 365.0
     visit_timeout_hours: float = 12.0
+    member_signin_ttl_seconds: float = 900.0
+    member_signin_max_ttl_seconds: float = 86_400.0
+    member_session_seconds: float = 3600.0
+    member_ref_key: str = ""  # empty: a random key kept in the database (erasure.py)
 
 
 def settings_from(config: ServiceConfig) -> Settings:
@@ -174,4 +213,9 @@ def settings_from(config: ServiceConfig) -> Settings:
         alert_cooldown_seconds=float(config.get(f"{P}ALERT_COOLDOWN_SECONDS")),
         alert_catchup_seconds=float(config.get(f"{P}ALERT_CATCHUP_SECONDS")),
         watchlist_enabled=bool(config.get(f"{P}WATCHLIST_ENABLED")),
+        analytics_min_bucket=int(config.get(f"{P}ANALYTICS_MIN_BUCKET")),
+        member_signin_ttl_seconds=float(config.get(f"{P}MEMBER_SIGNIN_TTL_SECONDS")),
+        member_signin_max_ttl_seconds=float(config.get(f"{P}MEMBER_SIGNIN_MAX_TTL_SECONDS")),
+        member_session_seconds=float(config.get(f"{P}MEMBER_SESSION_SECONDS")),
+        member_ref_key=str(config.get(f"{P}MEMBER_REF_KEY") or ""),
     )

@@ -32,15 +32,23 @@ from retailface.services.personalization.domain import (
     VisitResult,
 )
 from retailface.services.personalization.offers import NOTHING_PASSES, Offers
+from retailface.services.personalization.watchlist import alert_refusal
 from retailface.services.shared.errors import InvalidArgument, NotFound
 
 PUSH_CHANNEL = "push"
 
-# Whether the event was recorded already (its idempotency key) and whether its subject is on the watchlist:
-# one statement, one round trip to PostgreSQL (after the key's lock, so a replica that recorded it is seen).
+# Whether the event was recorded already (its idempotency key), whether its subject is on the watchlist (and the
+# entry unexpired, and confirmed) and whether the store enabled the watchlist: one statement, one round trip to
+# PostgreSQL (after the key's lock, so a replica that recorded it is seen).
+_WATCHLISTED = db.watchlist.c.subject_id == bindparam("subject_id")
 _SEEN_AND_WATCHLISTED = select(
     exists().where(db.visit_events.c.event_id == bindparam("event_id")).label("seen"),
-    exists().where(db.watchlist.c.subject_id == bindparam("subject_id")).label("watchlisted"),
+    exists().where(_WATCHLISTED).label("watchlisted"),
+    exists().where(_WATCHLISTED, db.watchlist.c.expires_at > bindparam("at")).label("active"),
+    exists().where(_WATCHLISTED, db.watchlist.c.confirmed_at.is_not(None)).label("confirmed"),
+    exists()
+    .where(db.stores.c.store_id == bindparam("store_id"), db.stores.c.watchlist_enabled.is_(True))
+    .label("store_watchlist"),
 )
 _OPEN_VISIT_OF_MEMBER, _OPEN_VISIT_OF_TRACK = (
     select(db.visits.c.visit_id)
@@ -69,6 +77,8 @@ _EVENT_COLUMNS = (
     "dwell_seconds",
     "negative_fraction",
     "emotion_seconds",
+    "age_band",
+    "gender",
 )
 # Binds named for the row they fill ("visit_*", "event_*"): the two inserts share column names.
 _INSERT_VISIT = db.visits.insert().values({name: bindparam(f"visit_{name}") for name in _VISIT_COLUMNS})
@@ -102,8 +112,9 @@ class Visits(Component):
         with db.write(self.engine) as conn:
             # Replicas handling the same event (a retried relay) take turns here; the later one sees it.
             dialects.lock_key(conn, "visit_event", event.event_id)
-            seen, watchlisted = conn.execute(
-                _SEEN_AND_WATCHLISTED, {"event_id": event.event_id, "subject_id": event.member_id}
+            seen, watchlisted, active, confirmed, store_watchlist = conn.execute(
+                _SEEN_AND_WATCHLISTED,
+                {"event_id": event.event_id, "subject_id": event.member_id, "at": event.at, "store_id": event.store_id},
             ).one()
             if seen:
                 return VisitResult(duplicate=True)
@@ -126,10 +137,14 @@ class Visits(Component):
                     quality_bin=event.quality_bin,
                     estimated_fpir=event.estimated_fpir,
                 )
-            if watchlisted and self.settings.watchlist_enabled:
-                result.alerts_raised += self._alerts.watchlist(conn, event)
-            elif watchlisted:
-                result.notes.append("watchlist alerts are off (RETAILFACE_PERSONALIZATION_WATCHLIST_ENABLED)")
+            if watchlisted:
+                refusal = alert_refusal(
+                    self.settings.watchlist_enabled, event.store_id, store_watchlist, active, confirmed
+                )
+                if refusal:
+                    result.notes.append(refusal)
+                else:
+                    result.alerts_raised += self._alerts.watchlist(conn, event)
             if event.type == "entered" and member is not None:
                 result.alerts_raised += self._alerts.greeting(conn, event, member, result.notes)
                 result.offers_pushed = self._push_offers(conn, event, member, result.notes)
@@ -175,6 +190,9 @@ class Visits(Component):
             "dwell_seconds": event.dwell_seconds,
             "negative_fraction": event.negative_fraction,
             "emotion_seconds": event.emotion_seconds,
+            # Anonymous shoppers only: a coarse age band and gender, counted (never shown) in store analytics.
+            "age_band": event.age_band if member is None else "",
+            "gender": event.gender if member is None else "",
         }
         params = {f"event_{name}": value for name, value in row.items()}
         if new_visit is None:

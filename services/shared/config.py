@@ -29,6 +29,11 @@ SERVICE_PORTS: dict[str, tuple[int, int]] = {
     "personalization": (50054, 9454),
 }
 SERVICES: tuple[str, ...] = tuple(SERVICE_PORTS)
+# The web consoles (services/web): gRPC (health only) and metrics ports; their HTML has a port of its own
+# (RETAILFACE_WEB_HTTP_PORT). Apart from SERVICES, which lists the gRPC services of the chain.
+CONSOLE_PORTS: dict[str, tuple[int, int]] = {"web": (50055, 9455)}
+# Everything that runs on the shared bootstrap and reads settings: the services and the consoles.
+COMPONENTS: tuple[str, ...] = (*SERVICES, *CONSOLE_PORTS)
 
 
 class ConfigError(ValueError):
@@ -180,6 +185,20 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
         required=True,
     ),
     Setting(
+        "RETAILFACE_TOKEN_ROTATION_OVERLAP_SECONDS",
+        parse_non_negative_float,
+        300.0,
+        "after the tokens file changes, how long the tokens it no longer lists are still accepted (callers move "
+        "to their new token meanwhile); then they are refused",
+    ),
+    Setting(
+        "RETAILFACE_CREDENTIALS_POLL_SECONDS",
+        parse_positive_float,
+        5.0,
+        "how often the tokens file and the TLS certificate, key and CA are checked for changes; a change is "
+        "loaded without a restart (new connections get the new certificate), a bad file keeps the old values",
+    ),
+    Setting(
         "RETAILFACE_AUTH_MAX_FAILURES",
         parse_positive_int,
         10,
@@ -295,8 +314,9 @@ def load(
     environ: Mapping[str, str] | None = None,
 ) -> ServiceConfig:
     """Reads flags over environment over defaults; raises ConfigError on a bad value."""
-    if service not in SERVICE_PORTS:
-        raise ConfigError(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+    known_ports = SERVICE_PORTS | CONSOLE_PORTS
+    if service not in known_ports:
+        raise ConfigError(f"unknown service {service!r}; expected one of {', '.join(known_ports)}")
     environ = os.environ if environ is None else environ
     settings = all_settings(service_settings)
     parser = argparse.ArgumentParser(
@@ -321,7 +341,7 @@ def load(
             values[name] = setting.convert(environ[name], name)
         else:
             values[name] = setting.default
-    grpc_port, metrics_port = SERVICE_PORTS[service]
+    grpc_port, metrics_port = known_ports[service]
     if values["RETAILFACE_PORT"] is None:
         values["RETAILFACE_PORT"] = grpc_port
     if values["RETAILFACE_METRICS_PORT"] is None:

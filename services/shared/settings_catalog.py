@@ -8,7 +8,14 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from retailface.services.shared.config import COMMON_SETTINGS, SERVICE_PORTS, SERVICES, Setting, markdown_table
+from retailface.services.shared.config import (
+    COMMON_SETTINGS,
+    COMPONENTS,
+    CONSOLE_PORTS,
+    SERVICE_PORTS,
+    Setting,
+    markdown_table,
+)
 
 
 def service_settings(service: str) -> list[Setting]:
@@ -33,15 +40,17 @@ def configuration_markdown() -> str:
         "|---|---|---|---|",
         *[
             f"| {name} | {grpc_port} | {metrics_port} | `python -m retailface.services.{name}` |"
-            for name, (grpc_port, metrics_port) in SERVICE_PORTS.items()
+            for name, (grpc_port, metrics_port) in (SERVICE_PORTS | CONSOLE_PORTS).items()
         ],
+        "",
+        "The web consoles' gRPC port serves health only; their HTML has a port of its own (RETAILFACE_WEB_HTTP_PORT).",
         "",
         "## Every service",
         "",
         markdown_table(COMMON_SETTINGS),
         "",
     ]
-    for service in SERVICES:
+    for service in COMPONENTS:
         settings = service_settings(service)
         parts += [f"## {service}", "", markdown_table(settings) if settings else "No service-specific settings.", ""]
     return "\n".join(parts)

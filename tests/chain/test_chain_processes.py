@@ -291,8 +291,6 @@ def chain(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) ->
     webhook = Webhook()
     runtime = Runtime(root / "runtime", tls=True)
     runtime.prepare()
-    cameras = root / "cameras.json"
-    cameras.write_text(json.dumps(CAMERAS))
     ports: dict[str, int] = {}
     for name in SERVICES:
         ports[name], ports[f"{name}-metrics"] = free_port(), free_port()
@@ -314,7 +312,6 @@ def chain(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) ->
                 "RETAILFACE_PERSONALIZATION_MODEL_REFRESH_SECONDS": "0",
             },
             "gateway": {
-                "RETAILFACE_GATEWAY_CAMERAS_FILE": str(cameras),
                 "RETAILFACE_GATEWAY_MEMBER_CACHE_SECONDS": "0.5",
                 "RETAILFACE_GATEWAY_ENTER_COOLDOWN_SECONDS": "0.01",  # an `entered`, with its offers, per track
                 # A replica killed mid-search is frozen first (die_mid_call) until the stream stalls on it: the
@@ -327,6 +324,7 @@ def chain(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) ->
     chain = Chain(stack, postgres, matching_db, personalization_db, webhook)
     try:
         stack.start_all()
+        stack.register_cameras(CAMERAS)
         _stock_an_offer(chain)
         enrollment = video_frames(every=1, limit=1, start_seconds=1.0)[0]
         enrolled = chain.admin().enroll(member_record(MEMBER, "Lena"), [jpeg(enrollment)], actor="chain")
@@ -692,9 +690,11 @@ def test_an_erased_member_is_not_identified_on_the_next_frame_by_any_replica(cha
     # the gateway's audit log.
     audit = chain.query("SELECT action, actor, reason, detail FROM audit_log WHERE subject = %s ORDER BY id", member_id)
     actions = [row[0] for row in audit]
-    assert "identify" in actions and actions[-1] == "erase" and actions.count("erase") == 1, actions
-    assert audit[-1][1:3] == ("service:chain-dpo", "member request")  # the gateway, for the person who asked
-    assert json.loads(audit[-1][3])["members"] == 1
+    # The erasure, then its receipt (CompleteErasure, recorded by the gateway).
+    assert "identify" in actions and actions[-2:] == ["erase", "erasure_completed"], actions
+    assert actions.count("erase") == 1, actions
+    assert audit[-2][1:3] == ("service:chain-dpo", "member request")  # the gateway, for the person who asked
+    assert json.loads(audit[-2][3])["members"] == 1
     verified = chain.personalization("personalization-2").VerifyAuditChain(
         personalization_pb2.VerifyAuditChainRequest(), metadata=chain.metadata("admin"), timeout=60
     )

@@ -5,15 +5,14 @@ the container's command and (a subset of) its environment."""
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
 from conftest import CHAIN_OVERLAYS, CHAIN_SERVICES, OVERLAYS, REPO, Rendered
 
 from retailface.devtools.localstack import Runtime, container_command, service_environment
-from retailface.services.gateway.cameras import load_cameras
-from retailface.services.shared.config import COMMON_SETTINGS, SERVICE_PORTS, SERVICES, Setting, parse_path
+from retailface.services.shared.config import COMMON_SETTINGS, COMPONENTS, SERVICE_PORTS, SERVICES, Setting, parse_path
 from retailface.services.shared.settings_catalog import service_settings
 
 BACKENDS = ("detection", "embedding", "matching", "personalization")
@@ -137,7 +136,7 @@ def test_the_gateway_dials_the_backends_services(rendered: dict[str, Rendered], 
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_file_settings_point_into_mounted_volumes(rendered: dict[str, Rendered], overlay: str, tmp_path: Path) -> None:
+def test_file_settings_point_into_mounted_volumes(rendered: dict[str, Rendered], overlay: str) -> None:
     for service, workload in rendered[overlay].workloads().items():
         settings = settings_of(service)
         env = rendered[overlay].container_env(workload)
@@ -167,10 +166,6 @@ def test_file_settings_point_into_mounted_volumes(rendered: dict[str, Rendered],
                 config_map = rendered[overlay].get("ConfigMap", volume["configMap"]["name"])
                 key = str(path.relative_to(mount_path))
                 assert key in config_map["data"], f"{overlay}/{service}: {name}: no key {key}"
-                if name == "RETAILFACE_GATEWAY_CAMERAS_FILE":
-                    copy = tmp_path / key
-                    copy.write_text(config_map["data"][key])
-                    assert load_cameras(copy), f"{overlay}: cameras.json maps no camera"
             else:
                 assert volume["secret"]["secretName"].startswith("retailface-"), f"{overlay}/{service}: {name}"
         tmp = mounts.get("/tmp")
@@ -198,7 +193,7 @@ def test_local_stack_uses_the_container_command_and_environment(
 def test_documents_name_only_settings_the_code_reads(document: str) -> None:
     """Every RETAILFACE_* variable the operator documents is one some service reads (a renamed or
     removed setting fails here, not in a cluster)."""
-    known = {name for service in SERVICES for name in settings_of(service)}
+    known = {name for service in COMPONENTS for name in settings_of(service)}
     text = (REPO / document).read_text()
     named = set(re.findall(r"\bRETAILFACE_[A-Z0-9_]*[A-Z0-9]\b", text))
     assert named, f"{document} names no setting"

@@ -63,7 +63,7 @@ def test_every_service_has_its_objects(rendered: dict[str, Rendered], overlay: s
             objects.get("StatefulSet", name)["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
         )
     config_maps = {cm["metadata"]["name"].rsplit("-", 1)[0] for cm in objects.of_kind("ConfigMap")}
-    assert {"retailface-common", "gateway-cameras", *(f"{s}-config" for s in SERVICES)} <= config_maps
+    assert {"retailface-common", *(f"{s}-config" for s in SERVICES)} <= config_maps
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -178,13 +178,35 @@ class FakeMatching(_Fake):
 
 
 class FakePersonalization(_Fake):
-    """Members by id, and the visit events, offers asked and members written."""
+    """Members by id, the registered cameras, and the visit events, offers asked, members written and camera
+    lists asked for (`camera_lists`)."""
 
-    def __init__(self, members: dict[str, personalization_pb2.Member]) -> None:
+    def __init__(
+        self,
+        members: dict[str, personalization_pb2.Member],
+        cameras: list[personalization_pb2.Camera] | None = None,
+    ) -> None:
         super().__init__()
         self.members = members
+        self.cameras = list(cameras or [])
+        self.camera_version = 1
+        self.camera_lists = 0
         self.events: list[personalization_pb2.VisitEvent] = []
         self.upserted: list[personalization_pb2.Member] = []
+        self.erasure_requests: dict[str, str] = {}  # pending erasure request id -> who asked
+        self.receipts_asked: list[personalization_pb2.CompleteErasureRequest] = []
+
+    def register(self, camera: personalization_pb2.Camera) -> None:
+        """As RegisterCamera: the camera is added and the registry's version changes."""
+        self.cameras.append(camera)
+        self.camera_version += 1
+
+    def ListCameras(
+        self, request: personalization_pb2.ListCamerasRequest, timeout: float | None = None
+    ) -> personalization_pb2.ListCamerasResponse:
+        self.camera_lists += 1
+        self._fail_if_asked()
+        return personalization_pb2.ListCamerasResponse(cameras=self.cameras, version=self.camera_version)
 
     def GetMember(
         self, request: personalization_pb2.GetMemberRequest, timeout: float | None = None
@@ -220,6 +242,24 @@ class FakePersonalization(_Fake):
     ) -> personalization_pb2.EraseMemberDataResponse:
         self._fail_if_asked()
         return personalization_pb2.EraseMemberDataResponse(rows_removed={"members": 1})
+
+    def CompleteErasure(
+        self, request: personalization_pb2.CompleteErasureRequest, timeout: float | None = None
+    ) -> personalization_pb2.ErasureRequest:
+        """The receipt as personalization records it; an unknown request id is NOT_FOUND."""
+        self._fail_if_asked()
+        self.receipts_asked.append(request)
+        if request.request_id and request.request_id not in self.erasure_requests:
+            raise FakeRpcError(grpc.StatusCode.NOT_FOUND, f"unknown erasure request {request.request_id!r}")
+        return personalization_pb2.ErasureRequest(
+            request_id=request.request_id or "recorded-on-completion",
+            member_ref=f"ref-of-{request.member_id}",
+            requested_by=self.erasure_requests.get(request.request_id, request.actor),
+            status=personalization_pb2.ERASURE_STATUS_COMPLETED,
+            completed_by=request.actor,
+            templates_removed=request.templates_removed,
+            rows_removed=dict(request.rows_removed),
+        )
 
 
 def backends(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -41,6 +40,7 @@ CAMERAS = {
     "entrance-2": {"store_id": STORE, "role": "entrance", "zone_id": "entrance"},
     "entrance-3": {"store_id": STORE, "role": "entrance", "zone_id": "entrance"},
     "lane-3": {"store_id": STORE, "role": "lane", "zone_id": "checkout", "lane_id": "3"},
+    "aisle-9": {"store_id": STORE, "role": "aisle", "zone_id": "aisle-9"},
 }
 
 
@@ -71,18 +71,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     runtime = Runtime(root / "runtime")
     runtime.prepare()
     runtime.seed_personalization("small")
-    cameras = root / "cameras.json"
-    cameras.write_text(json.dumps(CAMERAS))
     ports = {}
     for name in SERVICES:
         ports[name], ports[f"{name}-metrics"] = free_port(), free_port()
-    gateway_env = {"RETAILFACE_GATEWAY_CAMERAS_FILE": str(cameras), "RETAILFACE_GATEWAY_MEMBER_CACHE_SECONDS": "0.5"}
+    gateway_env = {"RETAILFACE_GATEWAY_MEMBER_CACHE_SECONDS": "0.5"}
     stack = LocalStack(
         runtime,
         ports=ports,
         extra_env={"gateway": gateway_env},
     )
     stack.start_all()
+    stack.register_cameras(CAMERAS)
     shop = Store(stack)
     # Marketing: an item the member left in an online cart, in stock at this store.
     stock_cart_offer(shop.personalization(), shop.admin_metadata, STORE, MEMBER, SWEATER, on_hand=5, event_prefix="e2e")

@@ -35,7 +35,10 @@ def _stack(root: Path, grace_seconds: float) -> LocalStack:
         "RETAILFACE_MAX_CONNECTION_AGE_GRACE_SECONDS": str(grace_seconds),
     }
     stack = LocalStack(runtime, ports=ports, extra_env={"gateway": limits})
-    stack.start_all(("detection", "gateway"))  # no embedding: faces are tracked, nobody is identified
+    # No embedding: faces are tracked, nobody is identified. Personalization holds the camera registry.
+    stack.start_all(("personalization", "detection", "gateway"))
+    stack.register_store("s1", "Stream test store")
+    stack.register_cameras({"entrance-9": {"store_id": "s1", "role": "entrance", "zone_id": "entrance"}})
     return stack
 
 

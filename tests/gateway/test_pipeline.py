@@ -21,7 +21,7 @@ from gateway_fakes import (
     unit,
 )
 
-from retailface.services.gateway.cameras import CameraInfo
+from retailface.services.gateway.cameras import CameraRegistry, list_cameras
 from retailface.services.gateway.frame_stream import END_OF_STREAM, serve_stream
 from retailface.services.gateway.members import MemberCache
 from retailface.services.gateway.pipeline import FramePipeline, PipelineConfig
@@ -31,10 +31,14 @@ from retailface.services.shared.errors import ServiceError
 from retailface.v1 import common_pb2, gateway_pb2, personalization_pb2
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
-CAMERAS = {
-    "door": CameraInfo("door", "s1", "entrance", "entrance"),
-    "lane": CameraInfo("lane", "s1", "lane", "checkout", "4"),
-}
+CAMERAS = [
+    personalization_pb2.Camera(
+        camera_id="door", store_id="s1", role=personalization_pb2.CAMERA_ROLE_ENTRANCE, zone_id="entrance"
+    ),
+    personalization_pb2.Camera(
+        camera_id="lane", store_id="s1", role=personalization_pb2.CAMERA_ROLE_LANE, zone_id="checkout", lane_id="4"
+    ),
+]
 
 
 @dataclass
@@ -64,12 +68,16 @@ def shop() -> Iterator[Shop]:
             "m-lena": member("m-lena", may_identify=True, may_greet=True, greeting_name="Lena"),
             "m-kim": member("m-kim", may_identify=True, may_greet=False),
             "m-revoked": member("m-revoked", may_identify=False),
-        }
+        },
+        cameras=CAMERAS,
     )
     stubs = backends(detection, embedding, matching, personalization)
     relay = EventRelay(stubs.personalization, deadline=1.0)
-    config = PipelineConfig(tracker=TrackerConfig(min_hits=1, identity_k=1, identity_n=1), cameras=CAMERAS)
-    pipeline = FramePipeline(stubs, MemberCache(stubs.personalization, ttl=60.0, deadline=1.0), relay, config)
+    config = PipelineConfig(tracker=TrackerConfig(min_hits=1, identity_k=1, identity_n=1))
+    cameras = CameraRegistry(list_cameras(stubs.personalization, deadline=1.0))
+    cameras.refresh()
+    members = MemberCache(stubs.personalization, ttl=60.0, deadline=1.0)
+    pipeline = FramePipeline(stubs, members, relay, config, cameras)
     yield Shop(pipeline, detection, embedding, matching, personalization)
     pipeline.close()
     relay.close()

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import time
 import zoneinfo
+from dataclasses import replace
 
 import pytest
 from personalization_helpers import STORE, abandon_cart, members_without_online_events, prepare_member, stocked_sku
@@ -153,16 +154,25 @@ def test_dissatisfaction_alert_ranked_by_spend_and_anonymous_unranked(
     assert personalization.visits.record(_event("d-4", "checkout", big, **unhappy)).alerts_raised == []
 
 
+def _confirmed_watchlist_entry(personalization: Personalization, subject_id: str) -> None:
+    reason = "shoplifting report 2026-10-02"
+    personalization.watchlist.upsert(subject_id, reason, time.time() + 30 * 86_400, actor="admin:security-lead")
+    personalization.watchlist.confirm(subject_id, actor="privacy:officer-2")
+
+
 def test_watchlist_is_off_by_default(personalization: Personalization) -> None:
-    personalization.alerts.add_to_watchlist("wl-1", "shoplifting report 2026-10-02", "security-lead")
+    _confirmed_watchlist_entry(personalization, "wl-1")
     result = personalization.visits.record(_event("w-1", member_id="wl-1"))
     assert result.alerts_raised == []
-    assert result.notes == ["watchlist alerts are off (RETAILFACE_PERSONALIZATION_WATCHLIST_ENABLED)"]
+    assert result.notes == [
+        "watchlist alerts are off in store store-01 (UpsertStore with watchlist_enabled turns them on)"
+    ]
 
 
 def test_watchlist_alert_always_needs_confirmation(personalization: Personalization) -> None:
-    personalization.alerts.add_to_watchlist("wl-1", "shoplifting report 2026-10-02", "security-lead")
-    personalization.settings.watchlist_enabled = True
+    _confirmed_watchlist_entry(personalization, "wl-1")
+    store = personalization.stores.get(STORE)
+    personalization.stores.upsert(replace(store, watchlist_enabled=True), actor="admin:ops")
     alert = personalization.visits.record(_event("w-2", member_id="wl-1")).alerts_raised[0]
     assert alert.kind == "watchlist" and alert.requires_confirmation
     assert alert.display_name == "" and alert.member_id == ""

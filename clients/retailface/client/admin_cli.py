@@ -4,11 +4,16 @@ retailface-admin enroll --member-id m1 --name "Ada" --photo a.jpg --photo b.jpg 
 retailface-admin erase --member-id m1 --reason "member request"
 retailface-admin galleries
 retailface-admin verify-audit --personalization HOST:PORT   (exit code 1 when the audit chain is broken)
+retailface-admin sign-in-code --member-id m1 --personalization HOST:PORT   (a single-use member portal code)
+retailface-admin erasure-requests [--status pending|completed] --personalization HOST:PORT
+retailface-admin store|stores|camera|remove-camera|cameras|import-cameras|watchlist|watchlist-add|...
+    stores, cameras and the watchlist (admin_stores_cli.py; --personalization HOST:PORT)
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import os
 import sys
@@ -16,9 +21,17 @@ from pathlib import Path
 
 import grpc
 
+from retailface.client import admin_stores_cli
 from retailface.client._cli import add_connection_flags, open_connection
 from retailface.client.clients import AdminClient
 from retailface.v1 import common_pb2, personalization_pb2
+
+ERASURE_STATUSES = {
+    "pending": personalization_pb2.ERASURE_STATUS_PENDING,
+    "completed": personalization_pb2.ERASURE_STATUS_COMPLETED,
+}
+# The commands that call personalization itself (the gateway does not proxy them): --personalization.
+PERSONALIZATION_COMMANDS = ("verify-audit", "sign-in-code", "erasure-requests", *admin_stores_cli.COMMANDS)
 
 SCOPES = {
     name.removeprefix("CONSENT_SCOPE_").lower(): value for name, value in common_pb2.ConsentScope.items() if value
@@ -44,22 +57,33 @@ def main(argv: list[str] | None = None) -> int:
     erase = sub.add_parser("erase", help="erase a member's templates and personal data")
     erase.add_argument("--member-id", required=True)
     erase.add_argument("--reason", required=True)
+    erase.add_argument("--request-id", default="", help="the erasure request this carries out (its receipt)")
     sub.add_parser("galleries", help="list galleries and their sizes")
     verify = sub.add_parser("verify-audit", help="verify the audit log's hash chain (exit code 1 when broken)")
-    verify.add_argument(
-        "--personalization",
-        default=os.environ.get("RETAILFACE_PERSONALIZATION", ""),
-        help="the personalization service's address; the gateway does not proxy audit calls "
-        "[env RETAILFACE_PERSONALIZATION; default: --gateway]",
-    )
+    sign_in = sub.add_parser("sign-in-code", help="issue a single-use sign-in code for the member portal")
+    sign_in.add_argument("--member-id", required=True)
+    sign_in.add_argument("--ttl-seconds", type=int, default=0, help="validity (0: the service's default; capped)")
+    erasures = sub.add_parser("erasure-requests", help="list erasure requests and their receipts, newest first")
+    erasures.add_argument("--status", choices=sorted(ERASURE_STATUSES), help="only this status (default: every one)")
+    erasures.add_argument("--limit", type=int, default=100)
+    for command in (verify, sign_in, erasures):
+        command.add_argument(
+            "--personalization",
+            default=os.environ.get("RETAILFACE_PERSONALIZATION", ""),
+            help="the personalization service's address; the gateway does not proxy this call "
+            "[env RETAILFACE_PERSONALIZATION; default: --gateway]",
+        )
+    admin_stores_cli.add_commands(sub)
     args = parser.parse_args(argv)
     actor = getpass.getuser()
-    if args.command == "verify-audit" and args.personalization:
+    if args.command in PERSONALIZATION_COMMANDS and args.personalization:
         args.gateway = args.personalization
 
     with open_connection(args) as connection:
         admin = AdminClient(connection)
         try:
+            if args.command in admin_stores_cli.COMMANDS:
+                return admin_stores_cli.run(args, admin, actor)
             if args.command == "enroll":
                 unknown = [s for s in args.scopes.split(",") if s not in SCOPES]
                 if unknown:
@@ -78,9 +102,20 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{args.photo[photo.index]}: {verdict}")
                 print(f"enrolled {response.member_id}: {response.templates_added} templates")
             elif args.command == "erase":
-                erased = admin.erase(args.member_id, actor, args.reason)
+                erased = admin.erase(args.member_id, actor, args.reason, request_id=args.request_id)
                 rows = ", ".join(f"{table} {count}" for table, count in sorted(erased.rows_removed.items()))
                 print(f"erased {args.member_id}: {erased.templates_removed} templates; rows: {rows or 'none'}")
+                if erased.receipt.request_id:
+                    print(
+                        f"receipt: erasure request {erased.receipt.request_id} (member ref {erased.receipt.member_ref})"
+                    )
+            elif args.command == "sign-in-code":
+                issued = admin.issue_sign_in(args.member_id, actor, args.ttl_seconds)
+                expires = issued.expires_at.ToDatetime(dt.UTC).isoformat(timespec="seconds")
+                print(f"sign-in code for {args.member_id} (single use, expires {expires}): {issued.code}")
+            elif args.command == "erasure-requests":
+                for request in admin.erasure_requests(ERASURE_STATUSES.get(args.status or "", 0), args.limit):
+                    print(_erasure_line(request))
             elif args.command == "verify-audit":
                 report = admin.verify_audit_chain()
                 if not report.intact:
@@ -97,6 +132,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
     return 0
+
+
+def _erasure_line(request: personalization_pb2.ErasureRequest) -> str:
+    """One erasure request as a line: id, status, who asked when, and its receipt once completed."""
+    status = personalization_pb2.ErasureStatus.Name(request.status).removeprefix("ERASURE_STATUS_").lower()
+    asked = request.requested_at.ToDatetime(dt.UTC).isoformat(timespec="seconds")
+    line = f"{request.request_id} {status:9s} requested {asked} by {request.requested_by}"
+    if request.status == personalization_pb2.ERASURE_STATUS_PENDING:
+        return f"{line} member {request.member_id}"
+    done = request.completed_at.ToDatetime(dt.UTC).isoformat(timespec="seconds")
+    rows = sum(request.rows_removed.values())
+    return (
+        f"{line}; completed {done} by {request.completed_by}: {request.templates_removed} templates, {rows} rows "
+        f"(member ref {request.member_ref[:16]})"
+    )
 
 
 if __name__ == "__main__":

@@ -151,8 +151,9 @@ class StaffClient:
 
 
 class AdminClient:
-    """Gateway calls; `verify_audit_chain` calls the personalization service itself (the gateway does not
-    proxy audit calls), so that connection must point at personalization."""
+    """Gateway calls; `verify_audit_chain`, `issue_sign_in` and `erasure_requests` call the personalization
+    service itself (the gateway does not proxy them), so that connection must point at personalization. So do
+    the store, camera, watchlist and analytics methods below `erasure_requests`."""
 
     def __init__(self, connection: Connection) -> None:
         self._stub = gateway_pb2_grpc.GatewayServiceStub(connection.channel)
@@ -166,10 +167,12 @@ class AdminClient:
         )
 
     def erase(
-        self, member_id: str, actor: str, reason: str, timeout: float = DEFAULT_TIMEOUT
+        self, member_id: str, actor: str, reason: str, request_id: str = "", timeout: float = DEFAULT_TIMEOUT
     ) -> gateway_pb2.EraseMemberResponse:
+        """Templates and personal data together; the response's receipt completes `request_id` (or a new request)."""
         return self._stub.EraseMember(
-            gateway_pb2.EraseMemberRequest(member_id=member_id, actor=actor, reason=reason), timeout=timeout
+            gateway_pb2.EraseMemberRequest(member_id=member_id, actor=actor, reason=reason, request_id=request_id),
+            timeout=timeout,
         )
 
     def galleries(self, timeout: float = DEFAULT_TIMEOUT) -> matching_pb2.ListGalleriesResponse:
@@ -177,3 +180,122 @@ class AdminClient:
 
     def verify_audit_chain(self, timeout: float = 300.0) -> personalization_pb2.VerifyAuditChainResponse:
         return self._personalization.VerifyAuditChain(personalization_pb2.VerifyAuditChainRequest(), timeout=timeout)
+
+    def issue_sign_in(
+        self, member_id: str, actor: str, ttl_seconds: int = 0, timeout: float = DEFAULT_TIMEOUT
+    ) -> personalization_pb2.IssueMemberSignInResponse:
+        """A single-use member portal sign-in code (personalization; ttl 0: the service's default, capped by it)."""
+        request = personalization_pb2.IssueMemberSignInRequest(
+            member_id=member_id, actor=actor, ttl_seconds=ttl_seconds
+        )
+        return self._personalization.IssueMemberSignIn(request, timeout=timeout)
+
+    def erasure_requests(
+        self, status: int = 0, limit: int = 0, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[personalization_pb2.ErasureRequest]:
+        """Erasure requests, newest first (personalization); `status` ERASURE_STATUS_* (0: every status)."""
+        request = personalization_pb2.ListErasureRequestsRequest(status=status, limit=limit)
+        return list(self._personalization.ListErasureRequests(request, timeout=timeout).requests)
+
+    # Stores, cameras, the watchlist and store analytics: personalization's admin RPCs (not proxied by the gateway).
+
+    def upsert_store(
+        self,
+        store_id: str,
+        name: str,
+        timezone: str = "UTC",
+        watchlist_enabled: bool = False,
+        actor: str = "",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> personalization_pb2.Store:
+        """Creates or replaces a store (name, IANA timezone, whether watchlist alerts are on there)."""
+        store = personalization_pb2.Store(
+            store_id=store_id, name=name, timezone=timezone, watchlist_enabled=watchlist_enabled, actor=actor
+        )
+        return self._personalization.UpsertStore(store, timeout=timeout)
+
+    def stores(self, timeout: float = DEFAULT_TIMEOUT) -> list[personalization_pb2.Store]:
+        return list(self._personalization.ListStores(personalization_pb2.ListStoresRequest(), timeout=timeout).stores)
+
+    def register_camera(
+        self,
+        camera_id: str,
+        store_id: str,
+        role: str,
+        zone_id: str = "",
+        lane_id: str = "",
+        actor: str = "",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> personalization_pb2.Camera:
+        """Registers (or moves) a camera; `role` is "entrance", "aisle" or "lane" (a lane camera needs `lane_id`)."""
+        camera = personalization_pb2.Camera(
+            camera_id=camera_id,
+            store_id=store_id,
+            role=camera_role(role),
+            zone_id=zone_id,
+            lane_id=lane_id,
+            actor=actor,
+        )
+        return self._personalization.RegisterCamera(camera, timeout=timeout)
+
+    def remove_camera(self, camera_id: str, actor: str = "", timeout: float = DEFAULT_TIMEOUT) -> None:
+        request = personalization_pb2.RemoveCameraRequest(camera_id=camera_id, actor=actor)
+        self._personalization.RemoveCamera(request, timeout=timeout)
+
+    def cameras(self, store_id: str = "", timeout: float = DEFAULT_TIMEOUT) -> personalization_pb2.ListCamerasResponse:
+        """The registered cameras (of one store, or every store) and the registry's version."""
+        return self._personalization.ListCameras(
+            personalization_pb2.ListCamerasRequest(store_id=store_id), timeout=timeout
+        )
+
+    def upsert_watchlist_entry(
+        self, subject_id: str, reason: str, expires_at: float, actor: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> personalization_pb2.WatchlistEntry:
+        """Adds or changes an entry (epoch seconds `expires_at`); it alerts once a second person confirms it."""
+        entry = personalization_pb2.WatchlistEntry(subject_id=subject_id, reason=reason, actor=actor)
+        entry.expires_at.FromNanoseconds(int(expires_at * 1e9))
+        return self._personalization.UpsertWatchlistEntry(entry, timeout=timeout)
+
+    def confirm_watchlist_entry(
+        self, subject_id: str, actor: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> personalization_pb2.WatchlistEntry:
+        """The second person's confirmation (`actor` must not be who added the entry)."""
+        entry = personalization_pb2.WatchlistEntry(subject_id=subject_id, actor=actor, confirm=True)
+        return self._personalization.UpsertWatchlistEntry(entry, timeout=timeout)
+
+    def remove_watchlist_entry(
+        self, subject_id: str, actor: str, reason: str = "", timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        request = personalization_pb2.RemoveWatchlistEntryRequest(subject_id=subject_id, actor=actor, reason=reason)
+        self._personalization.RemoveWatchlistEntry(request, timeout=timeout)
+
+    def watchlist(
+        self, include_expired: bool = False, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[personalization_pb2.WatchlistEntry]:
+        request = personalization_pb2.ListWatchlistRequest(include_expired=include_expired)
+        return list(self._personalization.ListWatchlist(request, timeout=timeout).entries)
+
+    def store_analytics(
+        self, store_id: str, since: float | None = None, until: float | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> personalization_pb2.StoreAnalytics:
+        """Aggregates of one store over [since, until) (epoch seconds; defaults: the last 24 hours)."""
+        request = personalization_pb2.StoreAnalyticsRequest(store_id=store_id)
+        if since is not None:
+            request.since.FromNanoseconds(int(since * 1e9))
+        if until is not None:
+            request.until.FromNanoseconds(int(until * 1e9))
+        return self._personalization.GetStoreAnalytics(request, timeout=timeout)
+
+
+CAMERA_ROLES = {
+    "entrance": personalization_pb2.CAMERA_ROLE_ENTRANCE,
+    "aisle": personalization_pb2.CAMERA_ROLE_AISLE,
+    "lane": personalization_pb2.CAMERA_ROLE_LANE,
+}
+
+
+def camera_role(name: str) -> int:
+    """The CameraRole of "entrance", "aisle" or "lane"; ValueError for another name."""
+    if name not in CAMERA_ROLES:
+        raise ValueError(f"camera role must be one of {', '.join(CAMERA_ROLES)}, not {name!r}")
+    return CAMERA_ROLES[name]
