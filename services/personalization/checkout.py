@@ -68,17 +68,6 @@ class Checkout(Component):
                 else:
                     result.member_id, result.identified_by = member.member_id, method
                     result.confirmation_required = method not in CONFIRMED_METHODS
-                    write_audit(
-                        conn,
-                        actor,
-                        "identify",
-                        member.member_id,
-                        "checkout",
-                        now,
-                        store_id=store_id,
-                        lane_id=lane_id,
-                        method=method,
-                    )
             offers_allowed = member is not None and member.consent.allows(SCOPE_PERSONALIZED_OFFERS)
             filters = self._offers.member_filters(conn, member, now) if member is not None and offers_allowed else None
             rows = self._basket_candidates(basket_skus)
@@ -95,6 +84,18 @@ class Checkout(Component):
                     result.member_offers = self._offers.for_member(
                         conn, member, store_id, CHANNEL, member_limit, now, taken
                     )
+                # Last: the audit chain's head row stays locked from here to the commit only.
+                write_audit(
+                    conn,
+                    actor,
+                    "identify",
+                    member.member_id,
+                    "checkout",
+                    now,
+                    store_id=store_id,
+                    lane_id=lane_id,
+                    method=result.identified_by,
+                )
         return result
 
     def _basket_candidates(self, basket_skus: list[str]) -> list[OfferCandidate]:

@@ -122,6 +122,20 @@ class Visits(Component):
             watchlisted = bool(event.member_id) and bool(watchlisted)
             member = self._identified_member(conn, event, watchlisted, result.notes)
             self._store_event(conn, event, member)
+            if watchlisted:
+                refusal = alert_refusal(
+                    self.settings.watchlist_enabled, event.store_id, store_watchlist, active, confirmed
+                )
+                if refusal:
+                    result.notes.append(refusal)
+                else:
+                    result.alerts_raised += self._alerts.watchlist(conn, event)
+            if event.type == "entered" and member is not None:
+                result.alerts_raised += self._alerts.greeting(conn, event, member, result.notes)
+                result.offers_pushed = self._push_offers(conn, event, member, result.notes)
+            if event.lane_id and event.negative_fraction is not None:
+                result.alerts_raised += self._alerts.dissatisfaction(conn, event, member)
+            # Last: the audit chain's head row stays locked from here to the commit only.
             if member is not None:
                 write_audit(
                     conn,
@@ -137,19 +151,6 @@ class Visits(Component):
                     quality_bin=event.quality_bin,
                     estimated_fpir=event.estimated_fpir,
                 )
-            if watchlisted:
-                refusal = alert_refusal(
-                    self.settings.watchlist_enabled, event.store_id, store_watchlist, active, confirmed
-                )
-                if refusal:
-                    result.notes.append(refusal)
-                else:
-                    result.alerts_raised += self._alerts.watchlist(conn, event)
-            if event.type == "entered" and member is not None:
-                result.alerts_raised += self._alerts.greeting(conn, event, member, result.notes)
-                result.offers_pushed = self._push_offers(conn, event, member, result.notes)
-            if event.lane_id and event.negative_fraction is not None:
-                result.alerts_raised += self._alerts.dissatisfaction(conn, event, member)
             self.changes.alerts_raised(conn, (alert.alert_id for alert in result.alerts_raised))
         self.bus.publish(result.alerts_raised)
         if result.offers_pushed and self.resources.outbox is not None:
