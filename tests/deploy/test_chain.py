@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from conftest import CHAIN_OVERLAYS, CHAIN_SERVICES, OVERLAYS, REPO, Rendered
 
-from retailface.services.shared.config import SERVICES
+from retailface.services.shared.config import COMPONENTS
 
 POSTGRES_SECRET = "retailface-postgres"
 CA_DIR = "/etc/retailface/postgres"  # where the database's CA is mounted: sslrootcert=/etc/retailface/postgres/ca.crt
@@ -229,8 +229,8 @@ def documented_secrets() -> dict[str, set[str]]:
 
 def referenced_secrets(rendered: Rendered) -> dict[str, set[str]]:
     """Secret name -> the keys the workloads name (items of a volume, secretKeyRef); a per-service TLS
-    Secret as retailface-<service>-tls."""
-    tls = re.compile(rf"retailface-({'|'.join(SERVICES)})-tls")
+    Secret (the web consoles' included) as retailface-<service>-tls."""
+    tls = re.compile(rf"retailface-({'|'.join(COMPONENTS)})-tls")  # the web's too
     refs: dict[str, set[str]] = {}
     for workload in rendered.workloads().values():
         for volume in pod_spec(workload)["volumes"]:

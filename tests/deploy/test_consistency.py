@@ -5,14 +5,23 @@ the container's command and (a subset of) its environment."""
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 from conftest import CHAIN_OVERLAYS, CHAIN_SERVICES, OVERLAYS, REPO, Rendered
 
+from retailface.devtools.console import ConsoleStack
 from retailface.devtools.localstack import Runtime, container_command, service_environment
-from retailface.services.shared.config import COMMON_SETTINGS, COMPONENTS, SERVICE_PORTS, SERVICES, Setting, parse_path
+from retailface.services.shared.config import (
+    COMMON_SETTINGS,
+    COMPONENTS,
+    CONSOLE_PORTS,
+    SERVICE_PORTS,
+    SERVICES,
+    Setting,
+    parse_path,
+)
 from retailface.services.shared.settings_catalog import service_settings
 
 BACKENDS = ("detection", "embedding", "matching", "personalization")
@@ -20,6 +29,11 @@ BACKENDS = ("detection", "embedding", "matching", "personalization")
 DB_URLS = {"matching": "RETAILFACE_MATCHING_DB_URL", "personalization": "RETAILFACE_PERSONALIZATION_DB_URL"}
 # Settings that only locate an embedded store, which the DB URL replaces: absent where the URL is set.
 EMBEDDED_ONLY = {"personalization": {"RETAILFACE_PERSONALIZATION_DATA_DIR"}}
+# Common settings the web consoles never read: they call as the person signed in (or with their own web
+# token), never with the "service" token, and load no models (services/web; devtools/console.py leaves
+# them out too). Their container must not get them, nor the Secret behind the first.
+NOT_READ_BY_WEB = {"RETAILFACE_SERVICE_TOKEN_FILE", "RETAILFACE_MODELS_DIR"}
+WEB_HTTP_PORT = "RETAILFACE_WEB_HTTP_PORT"
 
 
 def settings_of(service: str) -> dict[str, Setting]:
@@ -40,6 +54,11 @@ def on_postgres(rendered: Rendered, workload: dict[str, Any]) -> bool:
     return url is not None and (url in rendered.secret_env(workload) or bool(rendered.container_env(workload).get(url)))
 
 
+def services_of(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    """The gRPC services' workloads (SERVICES), without the web consoles'."""
+    return {name: workload for name, workload in rendered.workloads().items() if name in SERVICES}
+
+
 def first_container(workload: dict[str, Any]) -> dict[str, Any]:
     containers = workload["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1, f"{workload['metadata']['name']}: one container per pod expected"
@@ -56,7 +75,7 @@ def tls_runtime(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_one_workload_per_service_running_the_service_command(rendered: dict[str, Rendered], overlay: str) -> None:
     workloads = rendered[overlay].workloads()
-    assert set(workloads) == set(SERVICES)
+    assert set(workloads) == set(COMPONENTS)  # the services and the web consoles
     for service, workload in workloads.items():
         assert workload["kind"] == expected_kind(overlay, service), f"{overlay}/{service}"
         container = first_container(workload)
@@ -101,7 +120,7 @@ def test_secret_settings_come_from_secrets(rendered: dict[str, Rendered], overla
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_ports_and_probes_are_the_ones_the_service_serves(rendered: dict[str, Rendered], overlay: str) -> None:
-    for service, workload in rendered[overlay].workloads().items():
+    for service, workload in services_of(rendered[overlay]).items():
         env = rendered[overlay].container_env(workload)
         grpc_port, metrics_port = SERVICE_PORTS[service]
         health_port = int(env["RETAILFACE_HEALTH_PORT"])
@@ -178,7 +197,7 @@ def test_local_stack_uses_the_container_command_and_environment(
 ) -> None:
     """`make demo` / `make stack` start each service like its container: same command, and every variable
     the local stack sets is one the container sets too (values differ: loopback, temp paths)."""
-    for service, workload in rendered[overlay].workloads().items():
+    for service, workload in services_of(rendered[overlay]).items():
         assert first_container(workload)["command"] == container_command(service)
         local_names = set(service_environment(service, tls_runtime))
         if on_postgres(rendered[overlay], workload):  # the local stack keeps the embedded stores
@@ -187,6 +206,73 @@ def test_local_stack_uses_the_container_command_and_environment(
         assert local_names <= container_names, (
             f"{overlay}/{service}: not in the container: {local_names - container_names}"
         )
+
+
+# ------------------------------------------------------------------ the web consoles
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_web_env_names_only_settings_the_web_reads(rendered: dict[str, Rendered], overlay: str) -> None:
+    workload = rendered[overlay].get("Deployment", "web")
+    names = set(rendered[overlay].container_env(workload)) | set(rendered[overlay].secret_env(workload))
+    reads = set(settings_of("web")) - NOT_READ_BY_WEB
+    assert not sorted(names - reads), f"{overlay}/web: the web reads no {sorted(names - reads)}"
+    assert {s.name for s in service_settings("web") if s.required} <= names
+    secrets = {v["secret"]["secretName"] for v in workload["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    assert "retailface-service-token" not in secrets, f"{overlay}/web: the web never holds the service token"
+    assert {"retailface-web-tls", "retailface-tokens", "retailface-web-token", "retailface-web-session-key"} <= secrets
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_web_ports_and_probes_are_the_ones_it_serves(rendered: dict[str, Rendered], overlay: str) -> None:
+    workload = rendered[overlay].get("Deployment", "web")
+    env = rendered[overlay].container_env(workload)
+    grpc_port, metrics_port = CONSOLE_PORTS["web"]
+    http_port = int(env.get(WEB_HTTP_PORT, settings_of("web")[WEB_HTTP_PORT].default))
+    health_port = int(env["RETAILFACE_HEALTH_PORT"])
+    assert int(env["RETAILFACE_PORT"]) == grpc_port and int(env["RETAILFACE_METRICS_PORT"]) == metrics_port
+    assert len({http_port, grpc_port, metrics_port, health_port}) == 4
+    assert env["RETAILFACE_TLS_CERT"], f"{overlay}/web: the consoles serve HTTPS"
+    container = first_container(workload)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"https": http_port, "grpc": grpc_port, "metrics": metrics_port, "grpc-health": health_port}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        # GET /healthz of the HTML server itself (app.py), over HTTPS like the pages.
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}, probe
+    annotations = workload["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and int(annotations["prometheus.io/port"]) == metrics_port
+
+    kube_service = rendered[overlay].get("Service", "web")
+    assert kube_service["spec"]["selector"] == workload["spec"]["selector"]["matchLabels"]
+    service_ports = {p["name"]: (p["port"], p["targetPort"]) for p in kube_service["spec"]["ports"]}
+    assert service_ports == {
+        "https": (http_port, "https"),
+        "grpc": (grpc_port, "grpc"),
+        "metrics": (metrics_port, "metrics"),
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_web_dials_the_gateway_and_personalization_services(rendered: dict[str, Rendered], overlay: str) -> None:
+    env = rendered[overlay].container_env(rendered[overlay].get("Deployment", "web"))
+    assert env["RETAILFACE_WEB_GATEWAY_ADDR"] == f"gateway:{SERVICE_PORTS['gateway'][0]}"
+    assert env["RETAILFACE_WEB_PERSONALIZATION_ADDR"] == f"dns:///personalization:{SERVICE_PORTS['personalization'][0]}"
+    for name in ("gateway", "personalization"):
+        rendered[overlay].get("Service", name)
+    assert env["RETAILFACE_WEB_PUBLIC_URL"].startswith("https://"), "member sign-in links go out over HTTPS"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_local_consoles_use_the_web_container_command_and_environment(
+    rendered: dict[str, Rendered], overlay: str, tmp_path: Path
+) -> None:
+    """`make console` starts the web like its container: same command, and every variable it sets is one the
+    container sets too."""
+    workload = rendered[overlay].get("Deployment", "web")
+    assert first_container(workload)["command"] == container_command("web")
+    local_names = set(ConsoleStack(tmp_path).web_environment())
+    container_names = set(rendered[overlay].container_env(workload)) | set(rendered[overlay].secret_env(workload))
+    assert local_names <= container_names, f"{overlay}/web: not in the container: {local_names - container_names}"
 
 
 @pytest.mark.parametrize("document", ["docs/OPERATIONS.md", "README.md"])

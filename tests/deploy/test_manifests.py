@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 from conftest import CHAIN_OVERLAYS, CHAIN_SERVICES, DEPLOY, OVERLAYS, Rendered
 
-from retailface.services.shared.config import SERVICE_PORTS, SERVICES
+from retailface.services.shared.config import COMPONENTS, CONSOLE_PORTS, SERVICE_PORTS, SERVICES
 
-AUTOSCALED = ("detection", "embedding", "gateway")
+AUTOSCALED = ("detection", "embedding", "gateway", "web")
 GPU_SERVICES = ("detection", "embedding")
 BACKENDS = ("detection", "embedding", "matching", "personalization")
 MONITORING_NAMESPACE = {"kubernetes.io/metadata.name": "monitoring"}
 STORE_DEVICES = {"retailface.io/zone": "store-devices"}
+WEB_HTTP_PORT = 8480  # RETAILFACE_WEB_HTTP_PORT in base/config/web.env (test_consistency.py checks it)
 
 
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def test_every_service_has_its_objects(rendered: dict[str, Rendered], overlay: s
         if obj["kind"] != "Namespace":
             assert obj["metadata"]["namespace"] == "retailface", f"{obj['kind']}/{obj['metadata']['name']}"
     assert not objects.of_kind("Secret"), "secrets are referenced, never committed"
-    for service in SERVICES:
+    for service in COMPONENTS:
         account = objects.get("ServiceAccount", service)
         assert account["automountServiceAccountToken"] is False
         objects.get("Service", service)
@@ -63,7 +64,11 @@ def test_every_service_has_its_objects(rendered: dict[str, Rendered], overlay: s
             objects.get("StatefulSet", name)["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
         )
     config_maps = {cm["metadata"]["name"].rsplit("-", 1)[0] for cm in objects.of_kind("ConfigMap")}
-    assert {"retailface-common", *(f"{s}-config" for s in SERVICES)} <= config_maps
+    assert {"retailface-common", "retailface-services", *(f"{s}-config" for s in COMPONENTS)} <= config_maps
+    for service, workload in objects.workloads().items():
+        sources = [s["configMapRef"]["name"].rsplit("-", 1)[0] for s in pod_spec(workload)["containers"][0]["envFrom"]]
+        shared = ["retailface-common"] if service in CONSOLE_PORTS else ["retailface-common", "retailface-services"]
+        assert sources == [*shared, f"{service}-config"], f"{overlay}/{service}: {sources}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -102,7 +107,7 @@ def test_resource_sizes_say_where_they_come_from() -> None:
             comment = match.group(2)
             assert re.search(r"Sizing|BENCHMARKS|benchmark", comment), f"{path.name}: resources without their source"
             checked += 1
-    assert checked == len(SERVICES)
+    assert checked == len(COMPONENTS)
 
 
 @pytest.mark.parametrize("overlay", CHAIN_OVERLAYS)
@@ -179,10 +184,11 @@ def test_network_policies_isolate_the_services(rendered: dict[str, Rendered], ov
         peers = allowed[grpc_port]
         from_gateway = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}
         from_devices = {"namespaceSelector": {"matchLabels": STORE_DEVICES}}
-        if service == "gateway":
-            assert peers == [from_devices]
+        from_web = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "web"}}}
+        if service == "gateway":  # and the web consoles: staff alerts, erasures
+            assert sorted(map(str, peers)) == sorted(map(str, [from_devices, from_web]))
         elif service == "personalization":  # its POS and staff methods grant the pos/staff roles directly
-            assert sorted(map(str, peers)) == sorted(map(str, [from_gateway, from_devices]))
+            assert sorted(map(str, peers)) == sorted(map(str, [from_gateway, from_devices, from_web]))
         else:
             assert peers == [from_gateway], f"{service}: only the gateway may call it"
     gateway_egress = {
@@ -190,3 +196,21 @@ def test_network_policies_isolate_the_services(rendered: dict[str, Rendered], ov
         for rule in policies["gateway"]["egress"]
     }
     assert gateway_egress == {(backend, SERVICE_PORTS[backend][0]) for backend in BACKENDS}
+
+    # The web consoles: HTTPS from store devices (staff screens), metrics from monitoring, nothing on their
+    # health-only gRPC port; they call the gateway and personalization, nothing else.
+    web = policies["web"]
+    assert web["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "web"}}
+    assert set(web["policyTypes"]) == {"Ingress", "Egress"}
+    web_ingress = {port["port"]: _rule_peers(rule) for rule in web["ingress"] for port in rule["ports"]}
+    web_grpc, web_metrics = CONSOLE_PORTS["web"]
+    assert web_ingress == {
+        WEB_HTTP_PORT: [{"namespaceSelector": {"matchLabels": STORE_DEVICES}}],
+        web_metrics: [{"namespaceSelector": {"matchLabels": MONITORING_NAMESPACE}}],
+    }
+    assert web_grpc not in web_ingress
+    web_egress = {
+        (rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], rule["ports"][0]["port"])
+        for rule in web["egress"]
+    }
+    assert web_egress == {(name, SERVICE_PORTS[name][0]) for name in ("gateway", "personalization")}

@@ -172,7 +172,7 @@ def test_hadolint_finds_no_errors_in_the_dockerfiles() -> None:
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfiles_are_multi_stage_non_root_and_bake_models(dockerfile: Path) -> None:
     text = dockerfile.read_text()
-    stages = re.findall(r"^FROM (\S+) AS (\w+)", text, re.MULTILINE)
+    stages = re.findall(r"^FROM (\S+) AS ([\w.-]+)", text, re.MULTILINE)
     assert [name for _, name in stages][-1] == "runtime" and "builder" in [name for _, name in stages]
     runtime = text[text.index(" AS runtime") :]
     assert re.search(r"^USER 10001:10001$", runtime, re.MULTILINE), "the final stage runs as a numeric non-root user"
@@ -183,3 +183,25 @@ def test_dockerfiles_are_multi_stage_non_root_and_bake_models(dockerfile: Path) 
     assert f"'.[{extra}]'" in text
     ignore = dockerfile.with_name(dockerfile.name + ".dockerignore").read_text()
     assert ignore.splitlines()[2] == "*", "the build context is an allow-list"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfiles_install_the_consoles_chart_js_from_the_lock(dockerfile: Path) -> None:
+    """The web consoles serve /static/vendor/chart.umd.min.js (git-ignored): the image gets it from `npm ci` of
+    services/web's lock file in a stage of its own, and only that file reaches the installed package."""
+    text = dockerfile.read_text()
+    stages = {name: image for image, name in re.findall(r"^FROM (\S+) AS ([\w.-]+)", text, re.MULTILINE)}
+    assert stages["web-assets"] == "${NODE_IMAGE}"
+    assert re.search(r"^ARG NODE_IMAGE=node:\d+-bookworm-slim$", text, re.MULTILINE), "a versioned node tag"
+    assets = text[text.index(" AS web-assets") : text.index(" AS builder")]
+    assert "COPY services/web/package.json services/web/package-lock.json ./" in assets
+    assert re.search(r"^RUN npm ci\b.*--ignore-scripts", assets, re.MULTILINE), "npm ci: exactly the lock"
+    builder = text[text.index(" AS builder") : text.index(" AS runtime")]
+    copy = "COPY --from=web-assets /web/node_modules/chart.js/dist/chart.umd.min.js"
+    assert copy in builder and text.count("--from=web-assets") == 1, "one file out of the npm stage"
+    assert builder.index("'.[") < builder.index(copy), "after the package is installed"
+    assert 'static/vendor/chart.umd.min.js"' in builder
+    lock = json.loads((REPO / "services" / "web" / "package-lock.json").read_text())
+    assert "node_modules/chart.js" in lock["packages"]
+    ignore = dockerfile.with_name(dockerfile.name + ".dockerignore").read_text().splitlines()
+    assert "**/node_modules" in ignore and "services/web/static/vendor/" in ignore, "no local copy in the context"
