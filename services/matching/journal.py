@@ -15,6 +15,7 @@ The record is durable when the block exits; only then does the store apply it.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from retailface.services.matching.snapshots import (
     read_snapshot,
     write_snapshot,
 )
+from retailface.services.shared.errors import ResourceExhausted, Unavailable
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,14 @@ class FileJournal:
         yield LogWriter()
 
     def append(self, writer: LogWriter, plaintext: bytes) -> int:
-        writer.appended = self._log.append(plaintext)
+        """Appends the change once it is on disk; a change that cannot be made durable is refused, not applied."""
+        try:
+            writer.appended = self._log.append(plaintext)
+        except OSError as error:
+            reason = f"{self._gallery}: the change could not be written durably ({error.strerror}) and was not applied"
+            if error.errno == errno.ENOSPC:
+                raise ResourceExhausted(f"{reason}: the data directory is full") from error
+            raise Unavailable(f"{reason}: the data directory cannot be written") from error
         return writer.appended
 
     def changes_after(self, applied: int) -> list[Change]:

@@ -39,6 +39,14 @@ def open_session(
     """A session run the same way for every model: sequential, one inter-op thread, onnxruntime's logs quiet.
 
     `model` is a file path or a serialised ModelProto; `intra_op_threads` 0 is onnxruntime's default.
+
+    Memory: onnxruntime's memory pattern (a pre-planned allocation per input shape, kept for every
+    shape the session has seen) is off. Frames come in many sizes (detection pads each to a multiple
+    of 32, and re-runs close-ups shrunk), and with it on, each new shape grew the arena for good:
+    the detector's RSS went 129 -> 231 -> 267 -> 288 MB over 40, 80 and 120 random frame sizes,
+    and without it stays at 244 MB (then 218) whatever the sizes, at the same speed within this
+    machine's noise (docs/RELIABILITY.md, ## Soak). The CPU arena stays on: it is bounded by the
+    largest run, which each service bounds (detection: its input size; embedding: `max_run_chips`).
     """
     import onnxruntime as ort
 
@@ -56,6 +64,7 @@ def open_session(
     options.inter_op_num_threads = 1
     options.intra_op_num_threads = intra_op_threads
     options.log_severity_level = 3  # keep onnxruntime's own warnings out of the service logs
+    options.enable_mem_pattern = False  # one plan per input shape, never released: see above
     return ort.InferenceSession(model, sess_options=options, providers=choose_providers(provider))
 
 
