@@ -128,6 +128,9 @@ def image_size(data: bytes, encoding: str) -> tuple[int, int] | None:
             width, height = struct.unpack_from(">II", data, 16)
             return width, height
         if encoding == "BMP":
+            (header_size,) = struct.unpack_from("<I", data, 14)
+            if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit width and height
+                return struct.unpack_from("<HH", data, 18)
             width, height = struct.unpack_from("<ii", data, 18)
             return abs(width), abs(height)
         chunk = data[12:16]  # WebP
@@ -144,6 +147,20 @@ def image_size(data: bytes, encoding: str) -> tuple[int, int] | None:
     except struct.error:
         return None
     return None
+
+
+def _png_chunks_fit(data: bytes) -> bool:
+    """True when no chunk claims more bytes than the data holds (OpenCV allocates a chunk's claimed length before
+    reading it: a 2 KB PNG claiming a 2 GiB chunk would cost 2 GiB and seconds)."""
+    position = 8
+    while position + 8 <= len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        if position + 12 + length > len(data):
+            return False
+        if data[position + 4 : position + 8] == b"IEND":
+            break
+        position += 12 + length
+    return True
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
@@ -167,7 +184,13 @@ def decode_encoded(data: bytes, max_pixels: int) -> np.ndarray:
     if width == 0 or height == 0:
         raise FrameError(f"empty frame: the {encoding} header says {width}x{height}")
     _check_pixels(width, height, max_pixels)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if encoding == "PNG" and not _png_chunks_fit(data):
+        raise FrameError(f"corrupt or truncated PNG ({len(data)} bytes): a chunk claims more bytes than follow it")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as error:  # OpenCV's own checks of a header (its size limits...): the data is at fault
+        message = f"corrupt or unsupported {encoding} data ({len(data)} bytes): the decoder refused it"
+        raise FrameError(message) from error
     if image is None:
         raise FrameError(f"corrupt or truncated {encoding} data ({len(data)} bytes): the decoder could not read it")
     return image

@@ -145,7 +145,10 @@ def scan_frames(data: bytes) -> FrameScan:
             tail_is_torn = not any(data[offset:])  # an append writes a real length first; garbage is corruption
             break
         if end > len(data):
-            break  # a prefix of a record: the append was interrupted
+            # A prefix of a record (the append was interrupted), unless a whole record follows: then the
+            # length itself is damaged, and cutting here would drop acknowledged records.
+            tail_is_torn = not _holds_a_whole_frame(data, offset + 1)
+            break
         body = data[offset + HEADER.size : end]
         if zlib.crc32(data[offset : offset + 4] + body) != crc:
             tail_is_torn = end == len(data) or not any(data[offset:])
@@ -153,6 +156,18 @@ def scan_frames(data: bytes) -> FrameScan:
         frames.append(Frame(offset, end, body))
         offset = end
     return FrameScan(frames, offset, len(data) - offset, tail_is_torn)
+
+
+def _holds_a_whole_frame(data: bytes, start: int) -> bool:
+    """True when a checksum-valid frame starts at some offset from `start` on (only read when a log looks torn)."""
+    view = memoryview(data)
+    for offset in range(start, len(data) - HEADER.size - NONCE_BYTES - TAG_BYTES + 1):
+        length, crc = HEADER.unpack_from(data, offset)
+        end = offset + HEADER.size + length
+        fits = NONCE_BYTES + TAG_BYTES <= length <= MAX_BODY_BYTES and end <= len(data)
+        if fits and zlib.crc32(view[offset + HEADER.size : end], zlib.crc32(view[offset : offset + 4])) == crc:
+            return True
+    return False
 
 
 def read_sealed_file(path: Path, cipher: RecordCipher, context: str) -> list[bytes]:

@@ -272,9 +272,12 @@ def parse_snapshot(
     """Meta and chunks from a snapshot's decrypted records, checked whole and consistent (`where` names them)."""
     if len(records) < 2:
         raise StoreCorruptedError(f"{where} is incomplete; restore it from a backup")
-    meta, _ = decode_record(records[0], dim)
-    end, _ = decode_record(records[-1], dim)
-    if meta.get("gallery") != gallery or not end.get("end"):
+    try:
+        meta, _ = decode_record(records[0], dim)
+        end, _ = decode_record(records[-1], dim)
+    except (struct.error, ValueError) as error:  # a chunk where the end marker should be: records are missing
+        raise StoreCorruptedError(f"{where} is not a complete snapshot of {gallery}") from error
+    if not isinstance(meta, dict) or not isinstance(end, dict) or meta.get("gallery") != gallery or not end.get("end"):
         raise StoreCorruptedError(f"{where} is not a complete snapshot of {gallery}")
     snapshot_format = meta.pop("format", 1)
     first = 1
