@@ -13,6 +13,7 @@ import argparse
 import base64
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -52,8 +53,29 @@ def container_command(service: str) -> list[str]:
     return ["python", "-m", f"retailface.services.{service}"]
 
 
+# Ports handed to services that bind them seconds later (after loading their models) come from below the kernel's
+# ephemeral range: a port from inside it can be taken meanwhile as the local port of any outgoing connection.
+_FREE_PORTS = range(20_000, 32_000)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A loopback port free now, outside the ephemeral range (so no outgoing connection takes it before use)."""
+    candidates = [port for port in _FREE_PORTS if port < _ephemeral_low()]
+    for port in random.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # every candidate taken: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
