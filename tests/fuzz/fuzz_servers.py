@@ -6,7 +6,6 @@ caller adds; `FuzzServer.call` invokes one method by name with the admin token a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import grpc
 from fuzz_support import Outcome, bearer, outcome_of
 from google.protobuf import descriptor_pool
+from in_process import insecure_config
 
 from retailface.devtools import synthetic
 from retailface.services.detection import servicer as detection_servicer
@@ -24,7 +24,6 @@ from retailface.services.matching import servicer as matching_servicer
 from retailface.services.matching.crypto import generate_key_file
 from retailface.services.personalization import app, db
 from retailface.services.personalization import settings as personalization_settings
-from retailface.services.shared import config as config_module
 from retailface.services.shared.config import ServiceConfig, Setting
 from retailface.services.shared.server import Registration, RunningServer, start
 from retailface.v1 import (
@@ -41,21 +40,7 @@ DEADLINE = 10.0  # seconds: every call must be answered within it (a hang is DEA
 
 
 def service_config(service: str, settings: list[Setting], directory: Path, environ: Mapping[str, str]) -> ServiceConfig:
-    directory.mkdir(parents=True, exist_ok=True)
-    tokens_file = directory / "tokens.json"
-    tokens_file.write_text(json.dumps({role: [token] for role, token in TOKENS.items()}))
-    return config_module.load(
-        service,
-        settings,
-        argv=[],
-        environ={
-            "RETAILFACE_INSECURE": "true",
-            "RETAILFACE_PORT": "0",
-            "RETAILFACE_METRICS_PORT": "0",
-            "RETAILFACE_AUTH_TOKENS_FILE": str(tokens_file),
-            **environ,
-        },
-    )
+    return insecure_config(service, settings, directory, {role: [token] for role, token in TOKENS.items()}, environ)
 
 
 @dataclass(repr=False)

@@ -11,11 +11,10 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from in_process import start_personalization
 
 from retailface.client import admin_cli
-from retailface.services.personalization import app, settings
-from retailface.services.shared import config as config_module
-from retailface.services.shared.server import RunningServer, start
+from retailface.services.shared.server import RunningServer
 from retailface.v1 import common_pb2, personalization_pb2, personalization_pb2_grpc
 
 STORE, OTHER_STORE = "store-01", "store-02"
@@ -34,22 +33,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
     tokens: dict[str, list[object]] = {role: [token] for role, token in TOKENS.items()}
     for role, token in SCOPED.values():
         tokens[role].append({"token": token, "stores": [STORE]})
-    tokens_file = tmp_path / "tokens.json"
-    tokens_file.write_text(json.dumps(tokens))
-    cfg = config_module.load(
-        "personalization",
-        settings.SETTINGS,
-        argv=[],
-        environ={
-            "RETAILFACE_INSECURE": "true",
-            "RETAILFACE_PORT": "0",
-            "RETAILFACE_METRICS_PORT": "0",
-            "RETAILFACE_AUTH_TOKENS_FILE": str(tokens_file),
-            "RETAILFACE_PERSONALIZATION_DB_URL": database_url,
-            "RETAILFACE_PERSONALIZATION_MODEL_REFRESH_SECONDS": "0",
-        },
-    )
-    running = start("personalization", app.build(cfg), cfg)
+    running = start_personalization(tmp_path, tokens, {"RETAILFACE_PERSONALIZATION_DB_URL": database_url})
     yield running
     running.shutdown(grace=1)
 

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from in_process import start_personalization
 from personalization_helpers import STORE, members_without_online_events
 from sqlalchemy import Engine
 
-from retailface.services.personalization import app, settings
-from retailface.services.shared import config as config_module
-from retailface.services.shared.server import RunningServer, start
+from retailface.services.shared.server import RunningServer
 from retailface.v1 import common_pb2, personalization_pb2, personalization_pb2_grpc
 
 TOKENS = {role: f"{role}-token-0123456789abcdef" for role in ("service", "pos", "staff", "admin", "camera")}
@@ -24,23 +23,11 @@ Stub = personalization_pb2_grpc.PersonalizationServiceStub
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
-    tokens_file = tmp_path / "tokens.json"
-    tokens_file.write_text(json.dumps({role: [token] for role, token in TOKENS.items()}))
-    cfg = config_module.load(
-        "personalization",
-        settings.SETTINGS,
-        argv=[],
-        environ={
-            "RETAILFACE_INSECURE": "true",
-            "RETAILFACE_PORT": "0",
-            "RETAILFACE_METRICS_PORT": "0",
-            "RETAILFACE_AUTH_TOKENS_FILE": str(tokens_file),
-            "RETAILFACE_PERSONALIZATION_DB_URL": database_url,
-            "RETAILFACE_PERSONALIZATION_MODEL_REFRESH_SECONDS": "0",
-            "RETAILFACE_PERSONALIZATION_OUTBOX_POLL_SECONDS": "0.1",
-        },
-    )
-    running = start("personalization", app.build(cfg), cfg)
+    environ = {
+        "RETAILFACE_PERSONALIZATION_DB_URL": database_url,
+        "RETAILFACE_PERSONALIZATION_OUTBOX_POLL_SECONDS": "0.1",
+    }
+    running = start_personalization(tmp_path, {role: [token] for role, token in TOKENS.items()}, environ)
     yield running
     running.shutdown(grace=1)
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from in_process import start_personalization
 from personalization_helpers import STORE, abandon_cart, members_without_online_events, prepare_member, stocked_sku
 
 from retailface.client import admin_cli
-from retailface.services.personalization import app, settings
-from retailface.services.shared import config as config_module
-from retailface.services.shared.server import RunningServer, start
+from retailface.services.shared.server import RunningServer
 from retailface.v1 import common_pb2, personalization_pb2, personalization_pb2_grpc
 
 ROLES = ("service", "staff", "admin", "privacy", "web")
@@ -25,22 +24,8 @@ _LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")  # the in-process s
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
-    tokens_file = tmp_path / "tokens.json"
-    tokens_file.write_text(json.dumps({role: [token] for role, token in TOKENS.items()}))
-    cfg = config_module.load(
-        "personalization",
-        settings.SETTINGS,
-        argv=[],
-        environ={
-            "RETAILFACE_INSECURE": "true",
-            "RETAILFACE_PORT": "0",
-            "RETAILFACE_METRICS_PORT": "0",
-            "RETAILFACE_AUTH_TOKENS_FILE": str(tokens_file),
-            "RETAILFACE_PERSONALIZATION_DB_URL": database_url,
-            "RETAILFACE_PERSONALIZATION_MODEL_REFRESH_SECONDS": "0",
-        },
-    )
-    running = start("personalization", app.build(cfg), cfg)
+    tokens = {role: [token] for role, token in TOKENS.items()}
+    running = start_personalization(tmp_path, tokens, {"RETAILFACE_PERSONALIZATION_DB_URL": database_url})
     yield running
     running.shutdown(grace=1)
 

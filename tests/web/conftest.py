@@ -10,45 +10,32 @@ from pathlib import Path
 import grpc
 import pytest
 from fastapi.testclient import TestClient
+from in_process import start_personalization
 from store_scenario import consenting_member
 from web_helpers import MEMBER, OTHER_STORE, SCOPED, STORE, TOKENS, Clock, make_consoles
 
-from retailface.services.personalization import app as personalization_app
-from retailface.services.personalization import settings as personalization_settings
-from retailface.services.shared import config as config_module
-from retailface.services.shared.server import RunningServer, start
+from retailface.services.shared.server import RunningServer
 from retailface.services.web.app import create_app
 from retailface.services.web.pages import Consoles
 from retailface.v1 import personalization_pb2, personalization_pb2_grpc
+
+# role -> tokens file entries; the staff and manager tokens act for STORE only
+TOKEN_ENTRIES: dict[str, list[object]] = {
+    role: [{"token": token, "stores": [STORE]}] if role in SCOPED else [token] for role, token in TOKENS.items()
+}
 
 
 @pytest.fixture(scope="module")
 def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("web-secrets") / "tokens.json"
-    entries = {
-        role: [{"token": token, "stores": [STORE]}] if role in SCOPED else [token] for role, token in TOKENS.items()
-    }
-    path.write_text(json.dumps(entries))
+    path.write_text(json.dumps(TOKEN_ENTRIES))
     return path
 
 
 @pytest.fixture(scope="module")
-def personalization(tmp_path_factory: pytest.TempPathFactory, tokens_file: Path) -> Iterator[RunningServer]:
+def personalization(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     data_dir = tmp_path_factory.mktemp("web-personalization")
-    cfg = config_module.load(
-        "personalization",
-        personalization_settings.SETTINGS,
-        argv=[],
-        environ={
-            "RETAILFACE_INSECURE": "true",
-            "RETAILFACE_PORT": "0",
-            "RETAILFACE_METRICS_PORT": "0",
-            "RETAILFACE_AUTH_TOKENS_FILE": str(tokens_file),
-            "RETAILFACE_PERSONALIZATION_DATA_DIR": str(data_dir),
-            "RETAILFACE_PERSONALIZATION_MODEL_REFRESH_SECONDS": "0",
-        },
-    )
-    running = start("personalization", personalization_app.build(cfg), cfg)
+    running = start_personalization(data_dir, TOKEN_ENTRIES, {"RETAILFACE_PERSONALIZATION_DATA_DIR": str(data_dir)})
     with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         stub = personalization_pb2_grpc.PersonalizationServiceStub(channel)
         admin = (("authorization", f"Bearer {TOKENS['admin']}"),)
