@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import grpc
 import numpy as np
 from cryptography import x509
@@ -37,6 +36,8 @@ from retailface.client.consoles import PrivacyClient, StoreAdminClient, as_calle
 from retailface.devtools.devcerts import make_leaf
 from retailface.devtools.localstack import LocalStack, Runtime, free_port, service_environment, tail
 from retailface.devtools.models import testdata_path
+from retailface.devtools.scenario import IN_STORE_SCOPES, jpeg, video_frames
+from retailface.devtools.scenario import consenting_member as scenario_member
 from retailface.services.shared.config import SERVICES
 from retailface.v1 import common_pb2, gateway_pb2, personalization_pb2, personalization_pb2_grpc
 
@@ -50,47 +51,6 @@ CAMERAS = (  # camera id, store, role, zone, lane
     ("aisle-7", STORE, personalization_pb2.CAMERA_ROLE_AISLE, "aisle-7", ""),
     ("lane-3", STORE, personalization_pb2.CAMERA_ROLE_LANE, "checkout", "3"),
 )
-
-
-def video_frames(
-    name: str, every: int, limit: int | None = None, start_seconds: float = 0.0
-) -> list[tuple[np.ndarray, float]]:
-    """Up to `limit` frames of a test video, one in `every`, with their time in the clip (seconds)."""
-    capture = cv2.VideoCapture(str(testdata_path(name)))
-    capture.set(cv2.CAP_PROP_POS_MSEC, start_seconds * 1000)
-    frames: list[tuple[np.ndarray, float]] = []
-    index = 0
-    while limit is None or len(frames) < limit:
-        ok, image = capture.read()
-        if not ok:
-            break
-        if index % every == 0:
-            frames.append((image, capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0))
-        index += 1
-    capture.release()
-    return frames
-
-
-def jpeg(image: np.ndarray) -> bytes:
-    return bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
-
-
-def consenting_member(member_id: str, name: str, greeting: bool = True) -> personalization_pb2.Member:
-    record = personalization_pb2.Member(member_id=member_id, display_name=name, home_store_id=STORE)
-    record.consent.policy_version = "2026-01"
-    record.consent.source = "store-desk"
-    record.consent.scopes.extend(
-        [
-            common_pb2.CONSENT_SCOPE_FACE_IDENTIFICATION,
-            common_pb2.CONSENT_SCOPE_PERSONALIZED_OFFERS,
-            common_pb2.CONSENT_SCOPE_STAFF_GREETING,
-            common_pb2.CONSENT_SCOPE_ANALYTICS,
-        ]
-    )
-    record.consent.granted_at.GetCurrentTime()
-    record.preferences.allow_greeting = greeting
-    record.preferences.preferred_name = name.split()[0]
-    return record
 
 
 @dataclass
@@ -278,7 +238,7 @@ class ConsoleStack:
             event.at.FromSeconds(int(time.time() - 3600))
         stub.IngestOnlineEvents(online, timeout=30)
         enroller = AdminClient(self.connection("admin"))
-        photo = jpeg(video_frames(DEMO_VIDEO, every=1, limit=1, start_seconds=1.0)[0][0])
+        photo = jpeg(video_frames(testdata_path(DEMO_VIDEO), every=1, limit=1, start_seconds=1.0)[0][0])
         enroller.enroll(consenting_member(DEMO_MEMBER, "Lena Wolf"), [photo], actor="console")
         other = testdata_path("face_recognition/obama.jpg").read_bytes()
         enroller.enroll(consenting_member(OTHER_MEMBER, "Barack O.", greeting=False), [other], actor="console")
@@ -315,8 +275,16 @@ class ConsoleStack:
         return played
 
 
+def consenting_member(member_id: str, name: str, greeting: bool = True) -> personalization_pb2.Member:
+    """A demo member who consented at the store desk to the in-store experience and to analytics."""
+    scopes = (*IN_STORE_SCOPES, common_pb2.CONSENT_SCOPE_ANALYTICS)
+    return scenario_member(
+        member_id, name, STORE, greeting=greeting, preferred_name=name.split()[0], source="store-desk", scopes=scopes
+    )
+
+
 def loop_camera(console: ConsoleStack, stop: threading.Event) -> None:
-    frames = video_frames(DEMO_VIDEO, every=2)
+    frames = video_frames(testdata_path(DEMO_VIDEO), every=2)
     while not stop.is_set():
         try:
             console.play("entrance-1", frames)

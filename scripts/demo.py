@@ -28,6 +28,7 @@ import numpy as np
 from retailface.client import AdminClient, CameraClient, PosClient, StaffClient, connect
 from retailface.devtools.localstack import LocalStack, Runtime
 from retailface.devtools.models import testdata_path
+from retailface.devtools.scenario import consenting_member, video_frames
 from retailface.v1 import common_pb2, gateway_pb2, personalization_pb2, personalization_pb2_grpc
 
 STORE = "store-01"
@@ -52,20 +53,6 @@ class Timeline:
         with self._lock:
             self.lines.append(line)
         print(line, flush=True)
-
-
-def video_frames(path: Path, every: int, limit: int | None = None) -> list[tuple[np.ndarray, float]]:
-    capture = cv2.VideoCapture(str(path))
-    frames, index = [], 0
-    while limit is None or len(frames) < limit:
-        ok, image = capture.read()
-        if not ok:
-            break
-        if index % every == 0:
-            frames.append((image, capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0))
-        index += 1
-    capture.release()
-    return frames
 
 
 def frame_at(path: Path, seconds: float) -> bytes:
@@ -101,20 +88,9 @@ def annotate(image: np.ndarray, result: gateway_pb2.FrameResult, names: dict[str
 
 
 def member(member_id: str, name: str, greeting: bool) -> personalization_pb2.Member:
-    record = personalization_pb2.Member(member_id=member_id, display_name=name, home_store_id=STORE)
-    record.consent.policy_version = "2026-01"
-    record.consent.scopes.extend(
-        [
-            common_pb2.CONSENT_SCOPE_FACE_IDENTIFICATION,
-            common_pb2.CONSENT_SCOPE_PERSONALIZED_OFFERS,
-            common_pb2.CONSENT_SCOPE_STAFF_GREETING,
-        ]
+    return consenting_member(
+        member_id, name, STORE, greeting=greeting, preferred_name=name.split()[0], source="store-desk"
     )
-    record.consent.granted_at.GetCurrentTime()
-    record.consent.source = "store-desk"
-    record.preferences.allow_greeting = greeting
-    record.preferences.preferred_name = name.split()[0]
-    return record
 
 
 def play(

