@@ -78,36 +78,42 @@ void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& 
   // Two passes when the first halves let few enough through: the first streams the first halves alone, the
   // second reads the other halves of those it kept. Otherwise one pass reads both.
   const bool two_passes = first_wanted * 8 <= searchable_count;
-  // A sample of the blocks (1 in 16, in runs of 64 contiguous blocks so that it streams) estimates each
-  // query's two cut-offs with a margin; one pass then keeps every slot under them, and their histogram is the
-  // true one up to the second.
-  constexpr size_t kSampleEvery = 16, kRun = 64;
-  uint32_t histograms[kQueries][kCodeBits + 2] = {};
-  uint32_t first_histograms[kQueries][kCodeBits + 2] = {};
+  // A sample of about kSampleSlots slots (runs of kRun contiguous blocks, so that each streams, spread evenly
+  // over the gallery: one run in `every`) estimates each query's cut-off with a margin; one pass then keeps every
+  // slot under it, and their histogram is the true one up to the cut-off. A fixed sample, not a fixed share: its
+  // cost must not grow with the gallery (a 1-in-16 sample was a tenth of a 10M search).
+  constexpr size_t kRun = 64, kSampleSlots = 16384;
+  const size_t every = std::max<size_t>(1, blocks * kLanes / kSampleSlots);
+  uint32_t histograms[kQueries][kCodeBits + 2] = {};  // of whole distances (one pass) or first halves (two)
   thread_local std::vector<uint16_t> near_buffer, far_buffer;
   auto& near = near_buffer;
   auto& far = far_buffer;
   near.resize(kRun * kLanes);
   far.resize(kRun * kLanes);
-  for (size_t start = 0; start < blocks; start += kRun * kSampleEvery) {
+  for (size_t start = 0; start < blocks; start += kRun * every) {
     size_t run = std::min(kRun, blocks - start);
     for (size_t q = 0; q < count; ++q) {
-      kernels::hamming_half(first + start * kHalf, query_codes + q * kCodeWords, run, near.data());
-      if (two_passes) std::fill(far.begin(), far.end(), uint16_t{0});  // the second pass needs no estimate
-      else kernels::hamming_half(second + start * kHalf, query_codes + q * kCodeWords + kernels::kHalfWords, run, far.data());
-      // Unfiltered, every lane counts (an estimate); filtered, only allowed ones (the mask is 0 past the used slots).
-      for (size_t i = 0; i < run * kLanes; ++i) {
-        if (mask != nullptr && !searchable(start * kLanes + i)) continue;
-        ++first_histograms[q][near[i]];
-        ++histograms[q][near[i] + far[i]];
+      kernels::hamming_first(first + start * kHalf, query_codes + q * kCodeWords, run, near.data());
+      if (!two_passes) {
+        kernels::hamming_second(second + start * kHalf, query_codes + q * kCodeWords + kernels::kHalfWords, run, far.data());
+        for (size_t i = 0; i < run * kLanes; ++i) near[i] = static_cast<uint16_t>(near[i] + far[i]);
       }
+      // Unfiltered, every lane counts (an estimate); filtered, only allowed ones (the mask is 0 past the used slots).
+      for (size_t i = 0; i < run * kLanes; ++i)
+        if (mask == nullptr || searchable(start * kLanes + i)) ++histograms[q][near[i]];
     }
   }
+  // One pass keeps whole distances up to limits[q]; two keep first halves up to first_limits[q] (and every one
+  // of those goes on to the second pass).
   uint32_t limits[kQueries], first_limits[kQueries];
   for (size_t q = 0; q < count; ++q) {
-    limits[q] = static_cast<uint32_t>(std::min(kCodeBits, cutoff_for(histograms[q], wanted / kSampleEvery * 2 + 8) + 2));
-    first_limits[q] = two_passes ? static_cast<uint32_t>(cutoff_for(first_histograms[q], first_wanted / kSampleEvery + 8) + 1)
-                                 : static_cast<uint32_t>(kCodeBits);
+    if (two_passes) {
+      limits[q] = static_cast<uint32_t>(kCodeBits);
+      first_limits[q] = static_cast<uint32_t>(cutoff_for(histograms[q], first_wanted / every + 8) + 1);
+    } else {
+      limits[q] = static_cast<uint32_t>(std::min(kCodeBits, cutoff_for(histograms[q], wanted / every * 2 + 8) + 2));
+      first_limits[q] = static_cast<uint32_t>(kCodeBits);
+    }
   }
   // Per-thread buffers: a query must not allocate in proportion to the gallery. A large single search is
   // split into `shards` ranges of blocks scanned on as many threads, then merged.
@@ -119,19 +125,13 @@ void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& 
     auto& list = found[q];
     const uint64_t* tail = query_codes + q * kCodeWords + kernels::kHalfWords;
     constexpr size_t kAhead = 16;
-    auto fetch = [&](uint32_t slot) {
-      const uint64_t* at = second + slot / kLanes * kHalf + slot % kLanes;
-      for (size_t word = 0; word < kernels::kHalfWords; ++word) __builtin_prefetch(at + word * kLanes);
-    };
+    auto fetch = [&](uint32_t slot) { __builtin_prefetch(second + slot * kernels::kHalfWords); };
     for (size_t i = 0; i < std::min(kAhead, list.size()); ++i) fetch(list[i].second);
     size_t kept = 0;
     for (size_t i = 0; i < list.size(); ++i) {
       if (i + kAhead < list.size()) fetch(list[i + kAhead].second);
       uint32_t slot = list[i].second;
-      const uint64_t* at = second + slot / kLanes * kHalf + slot % kLanes;
-      uint32_t distance = list[i].first;
-      for (size_t word = 0; word < kernels::kHalfWords; ++word)
-        distance += static_cast<uint32_t>(__builtin_popcountll(at[word * kLanes] ^ tail[word]));
+      uint32_t distance = list[i].first + kernels::second_distance(second, slot, tail);
       list[kept++] = {static_cast<uint16_t>(distance), slot};  // all of them: the cut-off comes from their histogram
     }
     list.resize(kept);
@@ -167,8 +167,8 @@ void code_scan(const Slots& slots, const SignCoder& coder, const GalleryParams& 
       thread_local std::vector<uint16_t> all, tail;
       all.resize(blocks * kLanes);
       tail.resize(blocks * kLanes);
-      kernels::hamming_half(first, query_codes + q * kCodeWords, blocks, all.data());
-      kernels::hamming_half(second, query_codes + q * kCodeWords + kernels::kHalfWords, blocks, tail.data());
+      kernels::hamming_first(first, query_codes + q * kCodeWords, blocks, all.data());
+      kernels::hamming_second(second, query_codes + q * kCodeWords + kernels::kHalfWords, blocks, tail.data());
       std::fill(histogram, histogram + kCodeBits + 2, 0u);
       for (size_t slot = 0; slot < used; ++slot) {
         all[slot] = static_cast<uint16_t>(all[slot] + tail[slot]);

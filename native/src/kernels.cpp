@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -53,10 +54,14 @@ inline uint32_t lane_distance(const uint64_t* block, const uint64_t* query, size
   return distance;
 }
 
-void hamming_half_baseline(const uint64_t* half, const uint64_t* query, size_t block_count, uint16_t* out) {
+void hamming_first_baseline(const uint64_t* first, const uint64_t* query, size_t block_count, uint16_t* out) {
   for (size_t block = 0; block < block_count; ++block)
     for (size_t lane = 0; lane < kLanes; ++lane)
-      out[block * kLanes + lane] = static_cast<uint16_t>(lane_distance(half + block * kHalfBlockWords, query, lane));
+      out[block * kLanes + lane] = static_cast<uint16_t>(lane_distance(first + block * kHalfBlockWords, query, lane));
+}
+
+void hamming_second_baseline(const uint64_t* second, const uint64_t* query, size_t block_count, uint16_t* out) {
+  for (size_t slot = 0; slot < block_count * kLanes; ++slot) out[slot] = static_cast<uint16_t>(second_distance(second, slot, query));
 }
 
 void hamming_within_baseline(const uint64_t* first, const uint64_t* second, size_t block_begin, size_t block_end,
@@ -68,7 +73,7 @@ void hamming_within_baseline(const uint64_t* first, const uint64_t* second, size
       for (size_t lane = 0; lane < kLanes; ++lane) {
         uint32_t near = lane_distance(first + block * kHalfBlockWords, query, lane);
         if (near > first_limits[q]) continue;
-        uint32_t distance = second == nullptr ? near : near + lane_distance(second + block * kHalfBlockWords, query + kHalfWords, lane);
+        uint32_t distance = second == nullptr ? near : near + second_distance(second, block * kLanes + lane, query + kHalfWords);
         if (distance <= limits[q]) out[q].emplace_back(static_cast<uint16_t>(distance), static_cast<uint32_t>(block * kLanes + lane));
       }
     }
@@ -133,25 +138,75 @@ RF_AVX512 inline __m512i half_distances(const uint64_t* half_block, const __m512
   return distance;
 }
 
-RF_AVX512 void hamming_half_avx512(const uint64_t* half, const uint64_t* query, size_t block_count, uint16_t* out) {
+// A block's 8 second halves (slot-major: 2 words each, 128 bytes) against the query's, as one lane per slot: the
+// query's half repeated 4 times across a register, popcounts of the two loads, then each slot's two words summed.
+static_assert(kHalfWords == 2, "second_distances pairs the two words of a slot's second half");
+RF_AVX512 inline __m512i second_distances(const uint64_t* second_block, __m512i query_pairs) {
+  const __m512i evens = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), odds = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+  __m512i low = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(second_block), query_pairs));
+  __m512i high = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(second_block + kLanes), query_pairs));
+  return _mm512_add_epi64(_mm512_permutex2var_epi64(low, evens, high), _mm512_permutex2var_epi64(low, odds, high));
+}
+
+RF_AVX512 inline __m512i query_pairs(const uint64_t* query_half) {
+  auto first = static_cast<long long>(query_half[0]), second = static_cast<long long>(query_half[1]);
+  return _mm512_setr_epi64(first, second, first, second, first, second, first, second);
+}
+
+RF_AVX512 void hamming_first_avx512(const uint64_t* first, const uint64_t* query, size_t block_count, uint16_t* out) {
   __m512i broadcast[kHalfWords];
   for (size_t word = 0; word < kHalfWords; ++word) broadcast[word] = _mm512_set1_epi64(static_cast<long long>(query[word]));
   for (size_t b = 0; b < block_count; ++b)
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + b * kLanes),
-                     _mm512_cvtepi64_epi16(half_distances(half + b * kHalfBlockWords, broadcast)));
+                     _mm512_cvtepi64_epi16(half_distances(first + b * kHalfBlockWords, broadcast)));
 }
 
-RF_AVX512 void hamming_within_avx512(const uint64_t* first, const uint64_t* second, size_t block_begin, size_t block_end,
-                                     const uint64_t* queries, size_t query_count, const uint32_t* first_limits,
-                                     const uint32_t* limits, Candidates* out) {
-  __m512i head[kMaxQueries][kHalfWords], tail[kMaxQueries][kHalfWords], first_bound[kMaxQueries], bound[kMaxQueries];
-  for (size_t q = 0; q < query_count; ++q) {
-    for (size_t word = 0; word < kHalfWords; ++word) {
-      head[q][word] = _mm512_set1_epi64(static_cast<long long>(queries[q * kCodeWords + word]));
-      tail[q][word] = _mm512_set1_epi64(static_cast<long long>(queries[q * kCodeWords + kHalfWords + word]));
-    }
+RF_AVX512 void hamming_second_avx512(const uint64_t* second, const uint64_t* query, size_t block_count, uint16_t* out) {
+  __m512i pairs = query_pairs(query);
+  for (size_t b = 0; b < block_count; ++b)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + b * kLanes),
+                     _mm512_cvtepi64_epi16(second_distances(second + b * kHalfBlockWords, pairs)));
+}
+
+// Appends the kept lanes of one block (distances in 64-bit lanes) at out[fill], without a loop over the lanes or a
+// branch per lane: the kept slots' numbers and distances are compressed into place. `out` has room for 8 more.
+RF_AVX512 inline size_t append(Candidates::value_type* out, size_t fill, __mmask8 kept, __m512i distance, size_t block) {
+  static_assert(sizeof(Candidates::value_type) == 8, "a candidate is (uint16 distance, uint32 slot) in 8 bytes");
+  const __m512i slots = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(block * kLanes)),
+                                         _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+  // As std::pair<uint16_t, uint32_t> lays them out: the distance in bytes 0-1, the slot in bytes 4-7.
+  const __m512i packed = _mm512_or_si512(distance, _mm512_slli_epi64(slots, 32));
+  // Compressed in a register, then one full store (the room is there): a compressing store to memory is microcoded
+  // and slow on some CPUs (AMD Zen 4).
+  _mm512_storeu_si512(out + fill, _mm512_maskz_compress_epi64(kept, packed));
+  return fill + static_cast<size_t>(__builtin_popcount(kept));
+}
+
+// Q (the batch's query count) is a compile-time constant so that every query's first half, bound and
+// mask stay in registers: a block's two loads serve all Q queries, and one branch per block (not per query)
+// skips it when no query has a near lane, the common case. Only then does a query's own work begin.
+template <size_t Q>
+RF_AVX512 void within_avx512(const uint64_t* first, const uint64_t* second, size_t block_begin, size_t block_end,
+                             const uint64_t* queries, const uint32_t* first_limits, const uint32_t* limits,
+                             Candidates* out) {
+  __m512i head0[Q], head1[Q], tail[Q], first_bound[Q], bound[Q];
+  static_assert(kHalfWords == 2, "a first half is two words");
+  for (size_t q = 0; q < Q; ++q) {
+    head0[q] = _mm512_set1_epi64(static_cast<long long>(queries[q * kCodeWords]));
+    head1[q] = _mm512_set1_epi64(static_cast<long long>(queries[q * kCodeWords + 1]));
+    tail[q] = query_pairs(queries + q * kCodeWords + kHalfWords);
     first_bound[q] = _mm512_set1_epi64(first_limits[q]);
     bound[q] = _mm512_set1_epi64(limits[q]);
+  }
+  // Candidates are written in place at fill[q], with room for a whole block's kept lanes always left; the vectors
+  // take their final size at the end.
+  size_t fill[Q], room[Q];
+  Candidates::value_type* data[Q];
+  for (size_t q = 0; q < Q; ++q) {
+    fill[q] = out[q].size();
+    out[q].resize(std::max(out[q].capacity(), fill[q] + 4096));
+    data[q] = out[q].data();
+    room[q] = out[q].size() - kLanes;
   }
   // Prefetch well ahead (a DRAM stream needs several kilobytes in flight per core); the second halves too when
   // every block reads them.
@@ -169,24 +224,53 @@ RF_AVX512 void hamming_within_avx512(const uint64_t* first, const uint64_t* seco
       }
     }
     const uint64_t* first_block = first + b * kHalfBlockWords;
-    for (size_t q = 0; q < query_count; ++q) {
-      __m512i near = half_distances(first_block, head[q]);
-      __mmask8 lanes = _mm512_cmple_epu64_mask(near, first_bound[q]);
-      if (lanes == 0) continue;  // the common case: no slot of this block is near in its first half
-      __m512i distance = near;
-      if (second != nullptr) {  // without the second halves: first-half distances (a first pass)
-        distance = _mm512_add_epi64(near, half_distances(second + b * kHalfBlockWords, tail[q]));
-        lanes = static_cast<__mmask8>(lanes & _mm512_cmple_epu64_mask(distance, bound[q]));
-        if (lanes == 0) continue;
-      }
-      alignas(64) uint64_t values[kLanes];
-      _mm512_store_si512(values, distance);
-      while (lanes) {
-        unsigned lane = static_cast<unsigned>(__builtin_ctz(lanes));
-        out[q].emplace_back(static_cast<uint16_t>(values[lane]), static_cast<uint32_t>(b * kLanes + lane));
-        lanes = static_cast<__mmask8>(lanes & (lanes - 1));
-      }
+    const __m512i word0 = _mm512_loadu_si512(first_block), word1 = _mm512_loadu_si512(first_block + kLanes);
+    __m512i near[Q];
+    __mmask8 lanes[Q];
+    unsigned any = 0;
+    for (size_t q = 0; q < Q; ++q) {
+      near[q] = _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(word0, head0[q])),
+                                 _mm512_popcnt_epi64(_mm512_xor_si512(word1, head1[q])));
+      lanes[q] = _mm512_cmple_epu64_mask(near[q], first_bound[q]);
+      any |= lanes[q];
     }
+    if (any == 0) continue;  // the common case: no slot of this block is near in its first half for any query
+    for (size_t q = 0; q < Q; ++q) {
+      // No branch on this query's own mask when it has no second half to read: whether it kept a lane is close
+      // to a coin toss here, and appending none costs less than a mispredicted branch.
+      __mmask8 kept = lanes[q];
+      if (second != nullptr && kept == 0) continue;
+      __m512i distance = near[q];
+      if (second != nullptr) {  // without the second halves: first-half distances (a first pass)
+        distance = _mm512_add_epi64(distance, second_distances(second + b * kHalfBlockWords, tail[q]));
+        kept = static_cast<__mmask8>(kept & _mm512_cmple_epu64_mask(distance, bound[q]));
+        if (kept == 0) continue;
+      }
+      if (fill[q] > room[q]) {
+        out[q].resize(2 * out[q].size());
+        data[q] = out[q].data();
+        room[q] = out[q].size() - kLanes;
+      }
+      fill[q] = append(data[q], fill[q], kept, distance, b);
+    }
+  }
+  for (size_t q = 0; q < Q; ++q) out[q].resize(fill[q]);
+}
+
+RF_AVX512 void hamming_within_avx512(const uint64_t* first, const uint64_t* second, size_t block_begin, size_t block_end,
+                                     const uint64_t* queries, size_t query_count, const uint32_t* first_limits,
+                                     const uint32_t* limits, Candidates* out) {
+  static_assert(kMaxQueries == 8, "one instance per batch size");
+  switch (query_count) {
+    case 1: return within_avx512<1>(first, second, block_begin, block_end, queries, first_limits, limits, out);
+    case 2: return within_avx512<2>(first, second, block_begin, block_end, queries, first_limits, limits, out);
+    case 3: return within_avx512<3>(first, second, block_begin, block_end, queries, first_limits, limits, out);
+    case 4: return within_avx512<4>(first, second, block_begin, block_end, queries, first_limits, limits, out);
+    case 5: return within_avx512<5>(first, second, block_begin, block_end, queries, first_limits, limits, out);
+    case 6: return within_avx512<6>(first, second, block_begin, block_end, queries, first_limits, limits, out);
+    case 7: return within_avx512<7>(first, second, block_begin, block_end, queries, first_limits, limits, out);
+    case 8: return within_avx512<8>(first, second, block_begin, block_end, queries, first_limits, limits, out);
+    default: return;
   }
 }
 
@@ -215,7 +299,8 @@ RF_AVX512 void dots_i8_avx512(const int8_t* rows, size_t count, size_t dim, cons
 struct Dispatch {
   float (*dot)(const float*, const float*, size_t);
   float (*dot_i8)(const float*, const int8_t*, size_t);
-  void (*hamming_half)(const uint64_t*, const uint64_t*, size_t, uint16_t*);
+  void (*hamming_first)(const uint64_t*, const uint64_t*, size_t, uint16_t*);
+  void (*hamming_second)(const uint64_t*, const uint64_t*, size_t, uint16_t*);
   void (*hamming_within)(const uint64_t*, const uint64_t*, size_t, size_t, const uint64_t*, size_t, const uint32_t*,
                          const uint32_t*, Candidates*);
   void (*dots_i8)(const int8_t*, size_t, size_t, const int8_t*, int32_t*);
@@ -229,9 +314,9 @@ Dispatch choose() {
   bool baseline_only = forced != nullptr && std::string(forced) == "x86-64-v3";
   if (!baseline_only && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vpopcntdq")) {
-    return {dot_avx512, dot_i8_avx512, hamming_half_avx512, hamming_within_avx512, dots_i8_avx512, "avx512"};
+    return {dot_avx512, dot_i8_avx512, hamming_first_avx512, hamming_second_avx512, hamming_within_avx512, dots_i8_avx512, "avx512"};
   }
-  return {dot_baseline, dot_i8_baseline, hamming_half_baseline, hamming_within_baseline, dots_i8_baseline, "x86-64-v3"};
+  return {dot_baseline, dot_i8_baseline, hamming_first_baseline, hamming_second_baseline, hamming_within_baseline, dots_i8_baseline, "x86-64-v3"};
 }
 
 const Dispatch kDispatch = choose();
@@ -240,8 +325,11 @@ const Dispatch kDispatch = choose();
 
 float dot(const float* a, const float* b, size_t dim) { return kDispatch.dot(a, b, dim); }
 float dot_i8(const float* a, const int8_t* row, size_t dim) { return kDispatch.dot_i8(a, row, dim); }
-void hamming_half(const uint64_t* half, const uint64_t* query_half, size_t block_count, uint16_t* out) {
-  kDispatch.hamming_half(half, query_half, block_count, out);
+void hamming_first(const uint64_t* first, const uint64_t* query_half, size_t block_count, uint16_t* out) {
+  kDispatch.hamming_first(first, query_half, block_count, out);
+}
+void hamming_second(const uint64_t* second, const uint64_t* query_half, size_t block_count, uint16_t* out) {
+  kDispatch.hamming_second(second, query_half, block_count, out);
 }
 void hamming_within(const uint64_t* first, const uint64_t* second, size_t block_begin, size_t block_end,
                     const uint64_t* queries, size_t query_count, const uint32_t* first_limits, const uint32_t* limits,

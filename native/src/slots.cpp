@@ -143,7 +143,7 @@ void Slots::store_code(size_t slot, const uint64_t* code) {
   size_t block = slot / kernels::kLanes * kernels::kHalfBlockWords, lane = slot % kernels::kLanes;
   for (size_t word = 0; word < kernels::kHalfWords; ++word) {
     first_codes_[block + word * kernels::kLanes + lane] = code[word];
-    second_codes_[block + word * kernels::kLanes + lane] = code[kernels::kHalfWords + word];
+    second_codes_[slot * kernels::kHalfWords + word] = code[kernels::kHalfWords + word];
   }
 }
 
@@ -302,8 +302,8 @@ void Slots::copy_live(StoredTemplates& out) const {
     out.rows.insert(out.rows.end(), row_of(slot), row_of(slot) + dim_);
     out.scales.push_back(scales_[slot]);
     size_t block = slot / kernels::kLanes * kernels::kHalfBlockWords, lane = slot % kernels::kLanes;
-    for (const auto* half : {&first_codes_, &second_codes_})
-      for (size_t word = 0; word < kernels::kHalfWords; ++word) out.codes.push_back((*half)[block + word * kernels::kLanes + lane]);
+    for (size_t word = 0; word < kernels::kHalfWords; ++word) out.codes.push_back(first_codes_[block + word * kernels::kLanes + lane]);
+    for (size_t word = 0; word < kernels::kHalfWords; ++word) out.codes.push_back(second_codes_[slot * kernels::kHalfWords + word]);
   }
 }
 

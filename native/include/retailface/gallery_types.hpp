@@ -32,13 +32,15 @@ struct GalleryParams {
   size_t exact_below = 20000;        // galleries up to this size are always scanned exactly
   size_t filtered_scan_below = 4096; // filters selecting up to this many templates are always scanned exactly
   bool graph_for_global = false;      // large unfiltered galleries: hnswlib graph instead of the code scan (needs hnsw_graph)
-  size_t min_candidates = 256;        // code scan: templates re-ranked in float, at least...
-  size_t candidate_divisor = 400;     // ...and one in this many of the gallery
+  size_t min_candidates = 256;        // code scan: templates re-ranked on their stored rows, at least...
+  size_t candidate_divisor = 4000;    // ...and one in this many of the gallery
   // Two passes (when they let through at most 1/8 of the gallery): the first compares the codes' first halves
   // and keeps max(first_pass_divisor x the re-ranked, 1/first_pass_share of the gallery); the second reads
-  // the other halves of those. 1 and 1: one pass over whole codes (BENCHMARKS.md compares both).
-  size_t first_pass_divisor = 1;
-  size_t first_pass_share = 1;
+  // the other halves of those (one cache line each). 1 and 1: one pass over whole codes. The defaults read half
+  // the codes' bytes at 1M and 10M and keep parity >= 0.99 at 100k-10M (BENCHMARKS.md compares the variants);
+  // a gallery of under 64k templates keeps one pass (32 x 256 re-ranked is over 1/8 of it).
+  size_t first_pass_divisor = 32;
+  size_t first_pass_share = 128;
   // Filters selecting up to 1/share of the gallery are scanned exactly (int8 copies, float re-score); wider
   // ones take the code scan over the allowed slots. The int8 scan reads 4x the code scan's bytes per
   // template, but only the allowed ones: memory traffic is equal at a quarter (see BENCHMARKS.md).

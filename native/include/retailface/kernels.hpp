@@ -10,9 +10,11 @@
 namespace retailface::kernels {
 
 // A code is 256 bits (4 words), stored as two halves of 128 bits in two arrays, so that a scan can read the
-// first halves alone and fetch a second half only where the first was near. Within a half, the codes of 8
-// slots are stored word-major ("blocked"): word w of lane j of block b lives at half[b * kHalfBlockWords +
-// w * kLanes + j], so one 512-bit load reads the same word of 8 slots.
+// first halves alone and fetch a second half only where the first was near. The first halves of 8 slots are
+// stored word-major ("blocked"): word w of lane j of block b lives at first[b * kHalfBlockWords + w * kLanes +
+// j], so one 512-bit load reads the same word of 8 slots. The second halves are stored slot-major: word w of
+// slot s at second[s * kHalfWords + w], so that fetching one slot's second half is one cache line (4 slots
+// share a line); a streaming pass reads a block's 8 as two 512-bit loads.
 constexpr size_t kCodeBits = 256;
 constexpr size_t kCodeWords = kCodeBits / 64;
 constexpr size_t kHalfWords = kCodeWords / 2;
@@ -25,8 +27,17 @@ float dot(const float* a, const float* b, size_t dim);
 float dot_i8(const float* a, const int8_t* row, size_t dim);
 
 // Hamming distances over one half: the query's half (kHalfWords words) against every slot of blocks
-// [0, block_count) of `half`, written to out (block_count * kLanes values).
-void hamming_half(const uint64_t* half, const uint64_t* query_half, size_t block_count, uint16_t* out);
+// [0, block_count) of the first halves (hamming_first) or the second halves (hamming_second), written to out
+// (block_count * kLanes values).
+void hamming_first(const uint64_t* first, const uint64_t* query_half, size_t block_count, uint16_t* out);
+void hamming_second(const uint64_t* second, const uint64_t* query_half, size_t block_count, uint16_t* out);
+// One slot's second-half distance.
+inline uint32_t second_distance(const uint64_t* second, size_t slot, const uint64_t* query_half) {
+  uint32_t distance = 0;
+  for (size_t word = 0; word < kHalfWords; ++word)
+    distance += static_cast<uint32_t>(__builtin_popcountll(second[slot * kHalfWords + word] ^ query_half[word]));
+  return distance;
+}
 
 // Up to kMaxQueries queries share one pass over the codes: memory, not arithmetic, bounds a scan of
 // a large gallery, so a batch reads each code once for several queries.
