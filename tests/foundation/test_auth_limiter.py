@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,11 +11,11 @@ import grpc
 import pytest
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from in_process import insecure_config
 from prometheus_client import REGISTRY
 
-from retailface.services.shared import config as config_module
 from retailface.services.shared.auth_limiter import AuthLimiter, Lockout, peer_address
-from retailface.services.shared.config import ConfigError
+from retailface.services.shared.config import ConfigError, ServiceConfig
 from retailface.services.shared.server import Registration, RunningServer, auth_limiter, start
 
 
@@ -170,21 +169,8 @@ WRONG = "guessed-token-0123456789abcdef"
 PING = "/retailface.test.Echo/Ping"
 
 
-def _config(tmp_path: Path, **environ: str) -> config_module.ServiceConfig:
-    tokens_file = tmp_path / "tokens.json"
-    tokens_file.write_text(json.dumps({"service": [RIGHT]}))
-    return config_module.load(
-        "matching",
-        (),
-        argv=[],
-        environ={
-            "RETAILFACE_INSECURE": "true",
-            "RETAILFACE_PORT": "0",
-            "RETAILFACE_METRICS_PORT": "0",
-            "RETAILFACE_AUTH_TOKENS_FILE": str(tokens_file),
-            **environ,
-        },
-    )
+def _config(tmp_path: Path, **environ: str) -> ServiceConfig:
+    return insecure_config("matching", [], tmp_path, {"service": [RIGHT]}, environ)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from in_process import insecure_config
 from postgres_server import PostgresServer
 from store_scenario import consenting_member, jpeg, video_frames
 
@@ -32,7 +33,6 @@ from retailface.client.connection import Connection
 from retailface.devtools import synthetic
 from retailface.devtools.localstack import LocalStack, Runtime, client_channel, free_port
 from retailface.services.personalization import db
-from retailface.services.shared import config as config_module
 from retailface.services.shared.config import SERVICES
 from retailface.services.shared.server import Registration, RunningServer, start
 from retailface.v1 import (
@@ -289,19 +289,7 @@ SERVICE_TOKEN = "service-token-" + secrets.token_hex(12)
 def _failing_server(
     tmp_path: Path, failure: Exception, handler: Callable[[bytes, grpc.ServicerContext], bytes] | None = None
 ) -> RunningServer:
-    tokens_file = tmp_path / "tokens.json"
-    tokens_file.write_text(json.dumps({"service": [SERVICE_TOKEN]}))
-    cfg = config_module.load(
-        "matching",
-        (),
-        argv=[],
-        environ={
-            "RETAILFACE_INSECURE": "true",
-            "RETAILFACE_PORT": "0",
-            "RETAILFACE_METRICS_PORT": "0",
-            "RETAILFACE_AUTH_TOKENS_FILE": str(tokens_file),
-        },
-    )
+    cfg = insecure_config("matching", [], tmp_path, {"service": [SERVICE_TOKEN]}, {})
 
     def fail(_request: bytes, _context: grpc.ServicerContext) -> bytes:
         raise failure
